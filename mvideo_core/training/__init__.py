@@ -1,0 +1,1 @@
+"""Training MVideo: dataset builder, latent cache, LoRA trainer with consistency loss."""
