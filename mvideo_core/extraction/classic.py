@@ -1,0 +1,247 @@
+"""The weight-free tracker: GrabCut from a box or clicks, DIS optical flow to carry the mask, GrabCut to re-fit it.
+
+It is the embedded default when no SAM2 weights are on the machine, and says so in every `MaskSet` it returns
+(`meta["tracker"]`). Work happens at a reduced resolution (`work_max_side`); masks come back at video resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mvideo_core.extraction.base import TrackedObject, Tracker, TrackerSession
+
+CLASSIC_DESCRIPTION = "classic (weight-free fallback: GrabCut + DIS optical flow; no SAM2 weights used)"
+
+
+@dataclass
+class ClassicSettings:
+    """Speed/accuracy knobs of `ClassicTracker` (pixel sizes are at the work resolution)."""
+
+    work_max_side: int = 360  # flow and masks are computed with the longer side at most this
+    refine_max_side: int = 128  # GrabCut runs on the object's band resized to at most this
+    band: int = 6  # half width of the uncertain band around the carried mask, work pixels
+    search: float = 0.6  # the object's box grown by this fraction is searched too (parts reappearing after occlusion)
+    grabcut_iters: int = 2
+    click_radius: int = 3
+    min_area: int = 6  # a carried mask smaller than this (work pixels) means the object left the frame
+
+
+def _grabcut(
+    image: np.ndarray, trimap: np.ndarray, iters: int, fg_model: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """GrabCut on an RGB crop with an initial trimap (cv2.GC_* values); returns (bool foreground, fg colour model).
+
+    With `fg_model` (learned on the prompt frame) the foreground colours stay frozen and only the background model
+    is learned from this frame, so the mask cannot drift onto an occluder or the background."""
+    if not ((trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)).any():
+        return np.zeros(trimap.shape, bool), fg_model
+    if not ((trimap == cv2.GC_BGD) | (trimap == cv2.GC_PR_BGD)).any():
+        return (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD), fg_model
+    mask = trimap.copy()
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        if fg_model is None:
+            cv2.grabCut(image, mask, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
+        else:
+            cv2.grabCut(image, mask, None, bgd, fgd, 0, cv2.GC_INIT_WITH_MASK)  # learn this frame's background
+            fgd = fg_model.copy()
+            cv2.grabCut(image, mask, None, bgd, fgd, 1, cv2.GC_EVAL_FREEZE_MODEL)
+    except cv2.error:  # degenerate colour statistics (e.g. a flat crop): keep the initial guess
+        return (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD), fg_model
+    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), fgd
+
+
+class ClassicTracker(Tracker):
+    """OpenCV-only tracker with the same session API as `Sam2Tracker`; several objects, both directions."""
+
+    name = "classic"
+    description = CLASSIC_DESCRIPTION
+
+    def __init__(self, settings: ClassicSettings | None = None):
+        self.settings = settings or ClassicSettings()
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+    # -- session ---------------------------------------------------------------------------------------------
+    def _init_session(self, session: TrackerSession) -> None:
+        h, w = session.size
+        scale = min(1.0, self.settings.work_max_side / max(h, w))
+        wh, ww = max(2, round(h * scale)), max(2, round(w * scale))
+        session.engine.update(scale=scale, work_size=(wh, ww), small={}, gray={}, flow={})
+        session.meta["work_size"] = [wh, ww]
+
+    def _small(self, session: TrackerSession, t: int) -> np.ndarray:
+        """Frame t at work resolution, uint8 [h, w, 3]; a small cache keeps memory flat on long videos."""
+        cache = session.engine["small"]
+        if t not in cache:
+            if len(cache) > 8:
+                cache.pop(next(iter(cache)))
+                session.engine["gray"].pop(next(iter(session.engine["gray"])), None)
+            wh, ww = session.engine["work_size"]
+            frame = session.frames[t]
+            cache[t] = (
+                frame if (wh, ww) == frame.shape[:2] else cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_AREA)
+            )
+            session.engine["gray"][t] = cv2.cvtColor(cache[t], cv2.COLOR_RGB2GRAY)
+        return cache[t]
+
+    def _flow(self, session: TrackerSession, src: int, dst: int) -> np.ndarray:
+        """Backward flow: for each pixel of `dst`, the offset to where it was in `src`. float32 [h, w, 2]."""
+        key = (src, dst)
+        cache = session.engine["flow"]
+        if key not in cache:
+            cache.clear()
+            self._small(session, src)
+            self._small(session, dst)
+            cache[key] = self._dis.calc(session.engine["gray"][dst], session.engine["gray"][src], None)
+        return cache[key]
+
+    def _to_video(self, session: TrackerSession, work_mask: np.ndarray) -> np.ndarray:
+        h, w = session.size
+        if work_mask.shape == (h, w):
+            return work_mask.copy()
+        up = cv2.resize(work_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+        return up > 127
+
+    def _work_masks(self, session: TrackerSession, obj: TrackedObject) -> dict[int, np.ndarray]:
+        return obj.state.setdefault("work", {})
+
+    # -- segmentation ----------------------------------------------------------------------------------------
+    def _refine(
+        self, small: np.ndarray, trimap: np.ndarray, fg_model: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """GrabCut on the bounding box of the uncertain region, resized to at most `refine_max_side`."""
+        s = self.settings
+        unsure = (trimap == cv2.GC_PR_FGD) | (trimap == cv2.GC_PR_BGD) | (trimap == cv2.GC_FGD)
+        ys, xs = np.nonzero(unsure)
+        if len(ys) == 0:
+            return np.zeros(trimap.shape, bool), fg_model
+        h, w = trimap.shape
+        pad = 2 * s.band
+        y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, h)
+        x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, w)
+        crop_img, crop_tri = small[y0:y1, x0:x1], trimap[y0:y1, x0:x1]
+        ch, cw = crop_tri.shape
+        f = min(1.0, s.refine_max_side / max(ch, cw))
+        if f < 1.0:
+            rh, rw = max(2, round(ch * f)), max(2, round(cw * f))
+            img_r = cv2.resize(crop_img, (rw, rh), interpolation=cv2.INTER_AREA)
+            tri_r = cv2.resize(crop_tri, (rw, rh), interpolation=cv2.INTER_NEAREST)
+            fg_r, model = _grabcut(img_r, tri_r, s.grabcut_iters, fg_model)
+            fg = cv2.resize(fg_r.astype(np.uint8) * 255, (cw, ch), interpolation=cv2.INTER_LINEAR) > 127
+            # keep hard labels exact where the user (or the trimap) fixed them
+            fg[crop_tri == cv2.GC_FGD] = True
+            fg[crop_tri == cv2.GC_BGD] = False
+        else:
+            fg, model = _grabcut(crop_img, crop_tri, s.grabcut_iters, fg_model)
+        out = np.zeros(trimap.shape, bool)
+        out[y0:y1, x0:x1] = fg
+        return out, model
+
+    def _band_trimap(self, guess: np.ndarray) -> np.ndarray:
+        """Trimap around a mask guess: probable fg inside, probable bg in a band outside, sure bg further out."""
+        k = 2 * self.settings.band + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        g = guess.astype(np.uint8)
+        outer = cv2.dilate(g, kernel) > 0
+        trimap = np.full(guess.shape, cv2.GC_BGD, np.uint8)
+        ys, xs = np.nonzero(guess)
+        if len(ys) and self.settings.search > 0:
+            h, w = guess.shape
+            my = int((ys.max() - ys.min() + 1) * self.settings.search)
+            mx = int((xs.max() - xs.min() + 1) * self.settings.search)
+            trimap[max(ys.min() - my, 0) : ys.max() + my + 1, max(xs.min() - mx, 0) : xs.max() + mx + 1] = (
+                cv2.GC_PR_BGD
+            )
+        trimap[outer] = cv2.GC_PR_BGD
+        trimap[guess] = cv2.GC_PR_FGD
+        return trimap
+
+    def _apply_clicks(self, trimap: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None, scale: float):
+        if points is None:
+            return
+        for (x, y), lab in zip(points * scale, labels):
+            value = cv2.GC_FGD if lab == 1 else cv2.GC_BGD
+            cv2.circle(trimap, (int(round(x)), int(round(y))), self.settings.click_radius, int(value), -1)
+
+    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> np.ndarray:
+        prompt = obj.prompts[frame_idx]
+        scale = session.engine["scale"]
+        small = self._small(session, frame_idx)
+        wh, ww = small.shape[:2]
+        works = self._work_masks(session, obj)
+        prior = None
+        if obj.done[frame_idx]:
+            prior = works.get(frame_idx)
+            if prior is None:
+                prior = (
+                    cv2.resize(obj.masks[frame_idx].astype(np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST) > 0
+                )
+        if prompt.box is not None and (prior is None or frame_idx in obj.state.get("box_frames", set())):
+            # a (new) box: GrabCut's rectangle initialisation
+            x0, y0, x1, y1 = (prompt.box * scale).tolist()
+            x0, y0 = int(np.floor(x0)), int(np.floor(y0))
+            x1, y1 = min(int(np.ceil(x1)), ww), min(int(np.ceil(y1)), wh)
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+            trimap = np.full((wh, ww), cv2.GC_BGD, np.uint8)
+            trimap[y0:y1, x0:x1] = cv2.GC_PR_FGD
+            if (x1 - x0) * (y1 - y0) < 16:  # too small for colour models: take the box itself
+                trimap[y0:y1, x0:x1] = cv2.GC_FGD
+            obj.state.setdefault("box_frames", set()).add(frame_idx)
+        elif prior is not None:
+            trimap = self._band_trimap(prior)
+        else:
+            # clicks only on a new object: a window around the positive clicks, a quarter of the frame wide
+            pos = prompt.points[prompt.labels == 1] * scale
+            half = max(wh, ww) // 6
+            x0, y0 = np.maximum(pos.min(0).astype(int) - half, 0)
+            x1, y1 = np.minimum(pos.max(0).astype(int) + half + 1, (ww, wh))
+            trimap = np.full((wh, ww), cv2.GC_BGD, np.uint8)
+            trimap[y0:y1, x0:x1] = cv2.GC_PR_BGD
+        self._apply_clicks(trimap, prompt.points, prompt.labels, scale)
+        work, model = self._refine(small, trimap)
+        obj.state["fg_model"] = model
+        if prompt.box is not None:
+            x0, y0, x1, y1 = (prompt.box * scale).tolist()
+            box = np.zeros_like(work)
+            box[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = True
+            work &= box
+        works[frame_idx] = work
+        return self._to_video(session, work)
+
+    def _carry(self, session: TrackerSession, src: int, dst: int, obj_ids: list[int], reverse: bool) -> None:
+        flow = None
+        for obj_id in obj_ids:
+            obj = session.objects[obj_id]
+            works = self._work_masks(session, obj)
+            prev = works.get(src)
+            if prev is None:  # frame outside the work cache (e.g. after a restart): rebuild from the video mask
+                wh, ww = session.engine["work_size"]
+                prev = cv2.resize(obj.masks[src].astype(np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST) > 0
+            if prev.sum() < self.settings.min_area:
+                work = np.zeros_like(prev)
+            else:
+                if flow is None:
+                    flow = self._flow(session, src, dst)
+                    wh, ww = flow.shape[:2]
+                    gx, gy = np.meshgrid(np.arange(ww, dtype=np.float32), np.arange(wh, dtype=np.float32))
+                    map_x, map_y = gx + flow[..., 0], gy + flow[..., 1]
+                warped = cv2.remap(prev.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderValue=0.0) > 0.5
+                if warped.any():
+                    work, _ = self._refine(
+                        self._small(session, dst), self._band_trimap(warped), obj.state.get("fg_model")
+                    )
+                else:
+                    work = warped
+                if work.sum() < self.settings.min_area:
+                    work = np.zeros_like(work)
+            works[dst] = work
+            # keep only the work masks near the front of propagation (plus the prompt frames) in memory
+            for t in [t for t in works if abs(t - dst) > 2 and t not in obj.prompts]:
+                del works[t]
+            obj.masks[dst] = self._to_video(session, work)
+
+    def _forget_object(self, session: TrackerSession, obj_id: int) -> None:
+        pass
