@@ -1,25 +1,61 @@
-"""Command-line flags of `python app.py` and the launch sequence."""
+"""Command-line flags of `python app.py` and the launch sequence: parse flags, build engines, build the studio."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python app.py", description="MVideo Studio: direct motion in generated video."
     )
-    parser.add_argument(
+    net = parser.add_argument_group("server")
+    net.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to share on a LAN)"
     )
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
-    parser.add_argument("--share", action="store_true", help="create a public Gradio share link")
+    net.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    net.add_argument("--share", action="store_true", help="create a public Gradio share link")
+    net.add_argument(
+        "--concurrency", type=int, default=1, help="jobs run at once per heavy step (default 1: one GPU worker)"
+    )
+    net.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload in MB (default 200)")
+    net.add_argument(
+        "--max-seconds", type=float, default=60.0, help="longest accepted source video in seconds (default 60)"
+    )
+    net.add_argument(
+        "--projects-dir",
+        type=Path,
+        default=Path("projects"),
+        help="where project folders are autosaved (default ./projects); the only folder the server serves",
+    )
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--base-model", default=None, help="CogVideoX base: hub id or local folder (default THUDM/CogVideoX-2b)"
+    )
+    models.add_argument("--mvideo-weights", default=None, help="MVideo weights: a .safetensors file or hub id")
+    models.add_argument("--sam2", default=None, help="SAM2 checkpoint: hub id or local folder (e.g. sam2.1 tiny)")
+    models.add_argument("--grounding-dino", default=None, help="Grounding DINO checkpoint: hub id or local folder")
+    models.add_argument("--models-dir", type=Path, default=None, help="a folder searched for all checkpoints")
+    models.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    models.add_argument("--offload", action="store_true", help="model CPU offload on CUDA (less GPU memory, slower)")
+    models.add_argument(
+        "--tiny-random",
+        action="store_true",
+        help="demo mode: tiny random-weight models on CPU; the whole flow works, generated videos are noise",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from app.studio import build_studio
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio runs offline; no telemetry calls
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from app.engines import build_engines
+    from app.studio import build_studio, launch_kwargs
 
-    demo = build_studio(args)
-    demo.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, share=args.share)
+    engines = build_engines(args)
+    demo = build_studio(engines)
+    demo.queue(default_concurrency_limit=max(1, args.concurrency)).launch(**launch_kwargs(engines))

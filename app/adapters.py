@@ -1,0 +1,566 @@
+"""Thin adapters between the studio's widgets and the core: plain values in, plain values out, no gradio.
+
+Every function takes the `Engines`, the caller's server-side `Session` and widget values, and returns images
+(uint8 [H, W, 3]), file paths inside the session's project folder, or short markdown. User mistakes raise
+`StudioError` with a message that says what was wrong and what to do; the studio turns it into a toast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.engines import Engines
+from app.projects import Project, ProjectError, create_project, open_project
+from app.sessions import Session
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi", ".m4v")
+MASK_FORMATS = {"PNG zip": "zip", "NumPy npz": "npz", "label video mp4": "mp4", "COCO RLE json": "json"}
+ProgressFn = Callable[[float, str], None]
+
+
+class StudioError(ValueError):
+    """A user-facing error: what was wrong and what to do. The session stays usable."""
+
+
+# -- project -----------------------------------------------------------------------------------------------------
+def ensure_project(engines: Engines, session: Session) -> Project:
+    """The session's project folder, created on first need."""
+    if session.project is None:
+        session.project = create_project(engines.settings.projects_dir)
+    return session.project
+
+
+def project_summary(session: Session) -> str:
+    if session.project is None:
+        return "No project yet: upload a video or pick a sample to start one (it autosaves)."
+    meta = session.project.meta()
+    parts = [f"Project `{session.project.project_id}` (autosaved)"]
+    if meta.get("source_name"):
+        parts.append(f"source: {meta['source_name']}")
+    clips = len(session.project.clip_paths())
+    if clips:
+        parts.append(f"{clips} clip(s)")
+    return " · ".join(parts)
+
+
+# -- step 1: video -----------------------------------------------------------------------------------------------
+def check_upload(path: str | Path | None, max_upload_mb: float) -> Path:
+    """Reject missing, empty, oversized or non-video uploads before decoding them."""
+    if path is None or str(path) == "":
+        raise StudioError("no file was uploaded; choose a video file (mp4, mov, webm or gif)")
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"the upload {path.name} did not arrive; please upload it again")
+    size = path.stat().st_size
+    if size == 0:
+        raise StudioError(f"{path.name} is empty (0 bytes); upload a video file (mp4, mov, webm or gif)")
+    if size > max_upload_mb * 1e6:
+        raise StudioError(
+            f"{path.name} is {size / 1e6:.1f} MB, over the {max_upload_mb:g} MB upload limit; "
+            "upload a shorter or smaller video (or restart the studio with a larger --max-upload-mb)"
+        )
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise StudioError(f"{path.name} is not a supported video type; upload one of {', '.join(VIDEO_SUFFIXES)}")
+    return path
+
+
+@dataclass
+class VideoSummary:
+    """What step 1 shows after loading a video."""
+
+    info: str  # markdown
+    first_frame: np.ndarray  # uint8 [H, W, 3]
+    num_frames: int
+
+
+def load_video(
+    engines: Engines, session: Session, path: str | Path | None, start: float = 0.0, end: float | None = None
+) -> VideoSummary:
+    """Check, decode (at the model's fps and working size), autosave, and open a tracking session on a video."""
+    from mvideo_core.video_io import VideoError, probe_video, read_video
+
+    settings = engines.settings
+    path = check_upload(path, settings.max_upload_mb)
+    try:
+        info = probe_video(path)
+    except VideoError as err:
+        raise StudioError(f"{path.name} could not be read as a video: {err}") from err
+    start = max(0.0, float(start or 0.0))
+    end = float(end) if end else None
+    if end is not None and end <= start:
+        raise StudioError(
+            f"trim end ({end:g} s) must be after trim start ({start:g} s); set end to 0 for 'to the end'"
+        )
+    span = (min(end, info.duration) if end else info.duration) - start
+    if span <= 0:
+        raise StudioError(f"trim start {start:g} s is past the end of the {info.duration:.1f} s video")
+    if span > settings.max_seconds + 1e-6:
+        raise StudioError(
+            f"{path.name} is {span:.1f} s long; the studio takes at most {settings.max_seconds:g} s. Set trim "
+            f"start/end to a part of at most {settings.max_seconds:g} s (or restart with a larger --max-seconds)"
+        )
+    try:
+        video = read_video(path, fps=settings.model_fps, size=settings.work_size, fit="crop", start=start, end=end)
+    except VideoError as err:
+        raise StudioError(f"{path.name} could not be decoded: {err}") from err
+    if video.frames.shape[0] == 0:
+        raise StudioError(f"{path.name} has no frames in {start:g}..{end or info.duration:g} s; change the trim")
+    project = ensure_project(engines, session)
+    session.reset_video()
+    is_own_source = project.contains(path) and path.name.startswith("source.")
+    session.source_path = str(path if is_own_source else project.save_source(path))
+    project.update_meta(trim=[start, end], video=_info_dict(info))
+    _set_frames(engines, session, video.frames, video.fps)
+    session.video_info = info
+    return VideoSummary(
+        _video_markdown(engines, info, video.frames, video.fps, start, end), video.frames[0], len(video.frames)
+    )
+
+
+def list_samples() -> list[str]:
+    try:
+        from mvideo_core.samples import list_samples as _list
+    except ImportError:
+        return []
+    return list(_list())
+
+
+def load_sample(engines: Engines, session: Session, name: str) -> VideoSummary:
+    """A procedural sample from assets/ (no upload needed); its ground-truth masks are not used."""
+    from mvideo_core.samples import load_sample as _load
+
+    from mvideo_core.video_io import write_video
+
+    if not name:
+        raise StudioError("pick a sample from the list first")
+    try:
+        video, _masks = _load(name)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        raise StudioError(f"sample {name!r} is not available: {err}") from err
+    project = ensure_project(engines, session)
+    tmp = write_video(project.output_path(f"sample_{_safe_name(name)}.mp4"), video.frames, video.fps)
+    return load_video(engines, session, tmp)
+
+
+def _set_frames(engines: Engines, session: Session, frames: np.ndarray, fps: float) -> None:
+    session.frames = frames
+    session.fps = float(fps)
+    if engines.tracker is not None:
+        session.tracker_state = engines.tracker.start(frames, fps)
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    keys = ("width", "height", "fps", "num_frames", "duration", "rotation", "codec", "container", "has_audio")
+    return {k: getattr(info, k, None) for k in keys}
+
+
+def _video_markdown(
+    engines: Engines, info: Any, frames: np.ndarray, fps: float, start: float, end: float | None
+) -> str:
+    s = engines.settings
+    t, h, w = frames.shape[:3]
+    clip_frames = int(round(s.clip_seconds * s.model_fps)) + 1
+    clips = max(1, math.ceil((t / fps) / s.clip_seconds - 1e-6))
+    trim = f"{start:g} s to {end:g} s" if end else (f"{start:g} s to the end" if start else "whole video")
+    return (
+        f"**Source:** {info.width}x{info.height}, {info.fps:.3g} fps, {info.duration:.2f} s, "
+        f"{info.num_frames} frames ({info.codec}/{info.container})\n\n"
+        f"**Used:** {trim} -> {t} frames at {fps:g} fps, {w}x{h} (centre crop) for masks; "
+        f"the model generates {s.model_size[1]}x{s.model_size[0]} at {s.model_fps:g} fps in {s.clip_seconds:g} s "
+        f"clips ({clip_frames} frames): this motion covers {clips} clip(s)"
+    )
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "file"
+
+
+def require_video(session: Session) -> np.ndarray:
+    if session.frames is None:
+        raise StudioError("load a video first (step 1: upload one or pick a sample)")
+    return session.frames
+
+
+def require_tracker(engines: Engines, session: Session) -> Any:
+    require_video(session)
+    if engines.tracker is None or session.tracker_state is None:
+        raise StudioError(f"mask extraction is unavailable: {engines.tracker_status}")
+    return engines.tracker
+
+
+# -- step 2: masks -----------------------------------------------------------------------------------------------
+def frame_index(session: Session, frame_idx: Any) -> int:
+    frames = require_video(session)
+    try:
+        idx = int(frame_idx or 0)
+    except (TypeError, ValueError) as err:
+        raise StudioError(f"frame must be a whole number, got {frame_idx!r}") from err
+    if not 0 <= idx < len(frames):
+        raise StudioError(f"frame {idx} is outside the video (frames 0..{len(frames) - 1})")
+    return idx
+
+
+def detect(engines: Engines, session: Session, text: str, frame_idx: int) -> tuple[np.ndarray, list[str]]:
+    """Text -> candidate boxes on one frame; returns the frame with numbered boxes and the choice labels."""
+    idx = frame_index(session, frame_idx)
+    phrases = [p.strip() for p in (text or "").replace(",", ".").split(".") if p.strip()]
+    if not phrases:
+        raise StudioError('type what to track, e.g. "person . dog" (phrases separated by dots)')
+    if engines.grounder is None:
+        raise StudioError(f"text detection is unavailable ({engines.grounder_status}); click on the object instead")
+    dets = engines.grounder.detect(session.frames[idx], phrases)
+    session.candidates = [
+        {
+            "box": [float(v) for v in dets.boxes[i]],
+            "score": float(dets.scores[i]),
+            "label": dets.labels[i],
+            "frame": idx,
+        }
+        for i in range(len(dets))
+    ]
+    if not session.candidates:
+        raise StudioError(
+            f"nothing matching {' . '.join(phrases)} was found on frame {idx}; try another frame or click"
+        )
+    return draw_candidates(session.frames[idx], session.candidates), candidate_choices(session)
+
+
+def candidate_choices(session: Session) -> list[str]:
+    return [f"{i + 1}: {c['label']} ({c['score']:.2f})" for i, c in enumerate(session.candidates)]
+
+
+def add_candidates(engines: Engines, session: Session, chosen: list[str]) -> np.ndarray:
+    """Turn the picked candidate boxes into tracked objects on their frame; returns that frame's overlay."""
+    tracker = require_tracker(engines, session)
+    if not chosen:
+        raise StudioError("tick at least one candidate box to keep")
+    idx = 0
+    for choice in chosen:
+        try:
+            cand = session.candidates[int(str(choice).split(":")[0]) - 1]
+        except (ValueError, IndexError) as err:
+            raise StudioError(f"candidate {choice!r} is no longer available; run Detect again") from err
+        obj_id = next_object_id(session)
+        idx = cand["frame"]
+        tracker.add_prompt(session.tracker_state, obj_id, idx, box=cand["box"], name=cand["label"])
+        session.object_names[obj_id] = cand["label"]
+    return preview_frame(engines, session, idx)
+
+
+def next_object_id(session: Session) -> int:
+    used = set(session.object_names)
+    if session.tracker_state is not None:
+        used |= set(session.tracker_state.objects)
+    return max(used, default=0) + 1
+
+
+def click(
+    engines: Engines, session: Session, frame_idx: int, x: float, y: float, positive: bool, obj_id: int | None
+) -> tuple[np.ndarray, int]:
+    """Add a positive/negative click for an object (None = a new object) and return the refined frame preview."""
+    tracker = require_tracker(engines, session)
+    idx = frame_index(session, frame_idx)
+    if obj_id is None:
+        if not positive:
+            raise StudioError("a new object starts with a positive click on it; switch the click type to '+'")
+        obj_id = next_object_id(session)
+        session.object_names[obj_id] = f"object {obj_id}"
+    obj_id = int(obj_id)
+    try:
+        tracker.add_prompt(
+            session.tracker_state,
+            obj_id,
+            idx,
+            points=[[float(x), float(y)]],
+            labels=[1 if positive else 0],
+            name=session.object_names.get(obj_id),
+        )
+    except ValueError as err:
+        if obj_id not in session.tracker_state.objects:
+            session.object_names.pop(obj_id, None)
+        raise StudioError(str(err)) from err
+    session.points.setdefault(obj_id, []).append((idx, float(x), float(y), 1 if positive else 0))
+    return preview_frame(engines, session, idx), obj_id
+
+
+def current_masks(engines: Engines, session: Session) -> Any:
+    """The masks as the tracker holds them now (prompted frames and propagated ones), or imported masks."""
+    if session.tracker_state is not None and session.tracker_state.objects:
+        return engines.tracker.result(session.tracker_state)
+    return session.masks
+
+
+def preview_frame(engines: Engines, session: Session, frame_idx: int) -> np.ndarray:
+    """One frame with every object's mask, its clicks and boxes drawn: uint8 [H, W, 3]."""
+    idx = frame_index(session, frame_idx)
+    frame = session.frames[idx]
+    out = frame.copy()
+    state = session.tracker_state
+    if state is not None and state.objects:
+        from mvideo_core.masks import color_for_id
+
+        alpha = 0.5
+        for obj_id, obj in state.objects.items():
+            mask = obj.masks[idx]
+            if mask.any():
+                color = np.array(color_for_id(obj_id), dtype=np.float32)
+                out[mask] = (out[mask] * (1 - alpha) + color * alpha).astype(np.uint8)
+                _label(out, mask, session.object_names.get(obj_id, obj.name), color_for_id(obj_id))
+            prompt = obj.prompts.get(idx)
+            if prompt is not None and prompt.box is not None:
+                x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
+                cv2.rectangle(out, (x0, y0), (x1, y1), color_for_id(obj_id), 2)
+    elif session.masks is not None:
+        from mvideo_core.masks import render_overlay
+
+        sub = _frame_slice(session.masks, idx)
+        out = render_overlay(frame[None], sub, alpha=0.5, labels=True)[0]
+    for pts in session.points.values():
+        for f, x, y, lab in pts:
+            if f == idx:
+                color = (40, 220, 40) if lab else (230, 30, 30)
+                cv2.circle(out, (int(x), int(y)), 6, (255, 255, 255), -1)
+                cv2.circle(out, (int(x), int(y)), 4, color, -1)
+    return out
+
+
+def _frame_slice(maskset: Any, idx: int) -> Any:
+    from mvideo_core.masks import MaskSet
+
+    return MaskSet(maskset.masks[:, idx : idx + 1], maskset.fps, list(maskset.ids), list(maskset.names))
+
+
+def _label(img: np.ndarray, mask: np.ndarray, text: str, color: tuple[int, int, int]) -> None:
+    ys, xs = np.nonzero(mask)
+    x, y = int(xs.min()), max(12, int(ys.min()) - 4)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, tuple(int(c) for c in color), 1, cv2.LINE_AA)
+
+
+def draw_candidates(frame: np.ndarray, candidates: list[dict[str, Any]]) -> np.ndarray:
+    """Numbered candidate boxes on a copy of the frame."""
+    from mvideo_core.masks import color_for_id
+
+    out = frame.copy()
+    for i, cand in enumerate(candidates):
+        x0, y0, x1, y1 = (int(round(v)) for v in cand["box"])
+        color = color_for_id(i + 1)
+        cv2.rectangle(out, (x0, y0), (x1, y1), color, 2)
+        cv2.putText(out, f"{i + 1}: {cand['label']}", (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    color, 1, cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def propagate(engines: Engines, session: Session, progress: Callable[[int, int, str], None] | None = None) -> str:
+    """Carry every prompt through the video (both ways), autosave the masks and write the overlay preview."""
+    from mvideo_core.extraction.base import ExtractionCancelled
+
+    tracker = require_tracker(engines, session)
+    if not session.tracker_state.objects:
+        raise StudioError("add an object first: detect it by text or click on it")
+    session.cancel.clear()
+    try:
+        masks = tracker.propagate(session.tracker_state, progress=progress, cancel=session.cancel, show_progress=False)
+    except ExtractionCancelled as err:
+        if err.partial is not None:
+            _store_masks(session, err.partial)
+        raise StudioError(f"stopped: {err}") from err
+    _store_masks(session, masks)
+    return overlay_video(session)
+
+
+def _store_masks(session: Session, masks: Any) -> None:
+    names = [session.object_names.get(i, n) for i, n in zip(masks.ids, masks.names)]
+    masks.names = names
+    session.masks = masks
+    session.edited = None
+    session.edited_key = None
+    if session.project is not None:
+        session.project.save_masks(masks)
+
+
+def overlay_video(session: Session, masks: Any = None, name: str = "masks_overlay.mp4") -> str:
+    """Overlay preview video of the masks on the source, inside the project folder."""
+    from mvideo_core.masks import write_overlay_video
+
+    masks = masks if masks is not None else session.masks
+    if masks is None:
+        raise StudioError("no masks yet: propagate first")
+    frames = require_video(session)
+    frames = _match_length(frames, masks.num_frames)
+    path = session.project.output_path(name)
+    write_overlay_video(path, frames, masks, masks.fps)
+    return str(path)
+
+
+def _match_length(frames: np.ndarray, t: int) -> np.ndarray:
+    """Frames [T', H, W, 3] cut or looped to T frames (edited masks may be longer than the source)."""
+    if len(frames) >= t:
+        return frames[:t]
+    return frames[np.arange(t) % len(frames)]
+
+
+def objects_table(session: Session) -> list[list[Any]]:
+    """Rows [id, name, colour, frames with a mask] for the object list."""
+    from mvideo_core.masks import color_for_id
+
+    def hexcolor(obj_id: int) -> str:
+        return "#{:02x}{:02x}{:02x}".format(*color_for_id(obj_id))
+
+    rows = []
+    state = session.tracker_state
+    if state is not None and state.objects:
+        for obj_id, obj in sorted(state.objects.items()):
+            name = session.object_names.get(obj_id, obj.name)
+            rows.append([obj_id, name, hexcolor(obj_id), int(obj.masks.any(axis=(1, 2)).sum())])
+    elif session.masks is not None:
+        for k, obj_id in enumerate(session.masks.ids):
+            present = int(session.masks.masks[k].any(axis=(1, 2)).sum())
+            rows.append([obj_id, session.masks.names[k], hexcolor(obj_id), present])
+    return rows
+
+
+def object_choices(session: Session) -> list[tuple[str, str]]:
+    """Dropdown choices (label, value) for 'which object a click refines'; 'new' starts a new object."""
+    return [("new object", "new")] + [(f"{r[0]}: {r[1]}", str(r[0])) for r in objects_table(session)]
+
+
+def delete_object(engines: Engines, session: Session, obj_id: Any) -> None:
+    if obj_id in (None, "", "new"):
+        raise StudioError("choose the object to delete in the object list")
+    obj_id = int(obj_id)
+    state = session.tracker_state
+    if state is not None and obj_id in state.objects:
+        engines.tracker.remove_object(state, obj_id)
+    elif session.masks is not None and obj_id in session.masks.ids:
+        session.masks = session.masks.without_object(obj_id)
+    else:
+        raise StudioError(f"there is no object {obj_id}")
+    session.object_names.pop(obj_id, None)
+    session.points.pop(obj_id, None)
+    if state is not None:
+        session.masks = engines.tracker.result(state) if state.objects else None
+    if session.masks is not None and session.project is not None:
+        session.project.save_masks(session.masks)
+
+
+def rename_object(session: Session, obj_id: Any, name: str) -> None:
+    if obj_id in (None, "", "new"):
+        raise StudioError("choose the object to rename in the object list")
+    name = (name or "").strip()
+    if not name:
+        raise StudioError("type a name for the object")
+    session.object_names[int(obj_id)] = name
+    state = session.tracker_state
+    if state is not None and int(obj_id) in state.objects:
+        state.objects[int(obj_id)].name = name
+
+
+def export_masks(session: Session, fmt: str) -> str:
+    """Write the masks in one of the formats (PNG zip, npz, label mp4, COCO RLE json) into the project."""
+    from mvideo_core.masks import save_masks
+
+    if session.masks is None:
+        raise StudioError("no masks to export yet: propagate (or import masks) first")
+    ext = MASK_FORMATS.get(fmt, fmt)
+    if ext not in MASK_FORMATS.values():
+        raise StudioError(f"unknown mask format {fmt!r}; choose one of {', '.join(MASK_FORMATS)}")
+    path = session.project.output_path(f"masks.{ext}")
+    return str(save_masks(session.masks, path, format=ext))
+
+
+def read_mask_file(engines: Engines, path: str | Path | None) -> Any:
+    """Load a mask file in any supported format and bring it to the model's fps and the working size."""
+    from mvideo_core.masks import MaskError, load_masks
+
+    if path is None or str(path) == "":
+        raise StudioError("choose a mask file (.zip, .npz, .mp4 or .json)")
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise StudioError(f"{path.name} is empty or missing; upload the mask file again")
+    try:
+        masks = load_masks(path, fps=engines.settings.model_fps)
+    except (MaskError, ValueError, OSError) as err:
+        raise StudioError(f"{path.name} could not be read as masks: {err}") from err
+    return fit_masks(engines, masks)
+
+
+def fit_masks(engines: Engines, masks: Any) -> Any:
+    """Masks resampled to the model's fps and resized to the working size (nearest)."""
+    from mvideo_core.masks import MaskSet
+    from mvideo_core.video_io import resample_fps, resize_masks
+
+    s = engines.settings
+    data = masks.masks
+    fps = masks.fps
+    if abs(fps - s.model_fps) > 1e-6:
+        data = np.stack([resample_fps(m[..., None], fps, s.model_fps)[..., 0] for m in data]) if len(data) else data
+        fps = s.model_fps
+    if tuple(data.shape[2:]) != tuple(s.work_size):
+        data = np.stack([resize_masks(m, s.work_size, fit="crop") for m in data])
+    return MaskSet(data, fps, list(masks.ids), list(masks.names), dict(masks.meta))
+
+
+def import_masks(engines: Engines, session: Session, path: str | Path | None) -> str:
+    """Replace the session's masks with a mask file (the tracker's prompts are kept aside)."""
+    require_video(session)
+    masks = read_mask_file(engines, path)
+    ensure_project(engines, session)
+    if engines.tracker is not None:
+        session.tracker_state = engines.tracker.start(session.frames, session.fps)
+    session.points = {}
+    session.object_names = dict(zip(masks.ids, masks.names))
+    _store_masks(session, masks)
+    return overlay_video(session)
+
+
+def tracker_banner(engines: Engines) -> str:
+    return (
+        f"**Tracker:** {engines.tracker_status}  \n**Text detection:** {engines.grounder_status}  \n"
+        f"**Generator:** {engines.generation_status}"
+    )
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def generation_explanation(engines: Engines) -> str:
+    """Why Generate cannot run here, with the flags that fix it."""
+    return (
+        f"Generation is unavailable: {engines.generation_status}. "
+        "Point the studio at the weights with --base-model (CogVideoX hub id or folder) and --mvideo-weights "
+        "(MVideo .safetensors), on a machine with a CUDA GPU (--device cuda); or try the whole flow with "
+        "--tiny-random (tiny random-weight models on CPU, noise output)."
+    )
+
+
+def reopen_project(engines: Engines, session: Session, project_id: str) -> str:
+    """Reopen an autosaved project: source video, masks and recipe come back."""
+    try:
+        project = open_project(engines.settings.projects_dir, project_id)
+    except ProjectError as err:
+        raise StudioError(str(err)) from err
+    session.project = project
+    session.reset_video()
+    src = project.source_path()
+    if src is not None:
+        trim = project.meta().get("trim") or [0.0, None]
+        load_video(engines, session, src, trim[0], trim[1])
+        session.project = project
+    masks = project.load_masks()
+    if masks is not None and session.frames is not None:
+        session.object_names = dict(zip(masks.ids, masks.names))
+        session.masks = masks
+    return project_summary(session)

@@ -1,0 +1,184 @@
+"""Builds the studio's engines (grounder, tracker, generator) from the flags, falling back instead of failing.
+
+The studio must start on a machine with no weights: extraction then uses the weight-free classic tracker and
+Generate explains exactly which weights are missing and the flag that points at them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StudioSettings:
+    """Plain settings the UI and the adapters read; sizes are (height, width)."""
+
+    projects_dir: Path = Path("projects")
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    max_upload_mb: float = 200.0
+    max_seconds: float = 60.0
+    concurrency: int = 1
+    tiny_random: bool = False
+    work_size: tuple[int, int] = (480, 720)  # masks are extracted and edited at this size
+    model_size: tuple[int, int] = (480, 720)  # the generator's frame size
+    model_fps: float = 8.0
+    clip_seconds: float = 4.0
+    default_steps: int = 50
+    default_guidance: float = 6.0
+    device: str = "cpu"
+
+
+@dataclass
+class Engines:
+    """What the studio runs on, with a one-line human status for each (always shown in the UI)."""
+
+    settings: StudioSettings
+    tracker: Any = None
+    tracker_status: str = "no tracker"
+    grounder: Any = None
+    grounder_status: str = "no text detector"
+    generator: Any = None  # mvideo_core pipeline (or None); see adapters.generate
+    generation_status: str = "no generator"
+    generation_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def gpu_function(duration: int | None = None) -> Callable[[Callable], Callable]:
+    """`spaces.GPU` on a Hugging Face ZeroGPU Space, a no-op elsewhere (the `spaces` package is optional)."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration) if duration else spaces.GPU
+
+
+def _default_device(requested: str | None) -> str:
+    if requested:
+        return requested
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def settings_from_args(args: argparse.Namespace) -> StudioSettings:
+    settings = StudioSettings(
+        projects_dir=Path(args.projects_dir),
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        concurrency=max(1, args.concurrency),
+        tiny_random=args.tiny_random,
+        device=_default_device(args.device),
+    )
+    if args.tiny_random:
+        # Small sizes so that the whole flow, generation included, runs in seconds on a CPU.
+        settings.work_size = (240, 360)
+        settings.model_size = (64, 96)
+        settings.default_steps = 2
+        settings.device = "cpu"
+    return settings
+
+
+def build_tracker(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
+    """SAM2 when its weights are found, else the weight-free classic tracker; the status says which and why."""
+    try:
+        from mvideo_core.extraction import load_tracker
+    except ImportError:
+        load_tracker = None
+    if load_tracker is not None:
+        try:
+            tracker = load_tracker(
+                sam2=getattr(args, "sam2", None),
+                models_dir=getattr(args, "models_dir", None),
+                device=settings.device,
+            )
+            return tracker, describe_tracker(tracker)
+        except Exception as err:  # noqa: BLE001 - fall back, and say why
+            logger.warning("tracker: %s; falling back to the classic tracker", err)
+    try:
+        from mvideo_core.extraction.classic import ClassicTracker
+    except ImportError as err:
+        return None, f"mask extraction is not installed ({err})"
+    tracker = ClassicTracker()
+    return tracker, describe_tracker(tracker)
+
+
+def describe_tracker(tracker: Any) -> str:
+    for attr in ("description", "status", "name"):
+        value = getattr(tracker, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(tracker).__name__
+
+
+def build_grounder(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
+    try:
+        from mvideo_core.extraction import load_grounder
+    except ImportError as err:
+        return None, f"text detection is not available ({err})"
+    try:
+        grounder = load_grounder(
+            grounding_dino=getattr(args, "grounding_dino", None),
+            models_dir=getattr(args, "models_dir", None),
+            device=settings.device,
+            tiny_random=settings.tiny_random,
+        )
+    except Exception as err:  # missing weights: the studio still starts, clicks and boxes still work
+        return None, f"text detection off: {err}"
+    return grounder, describe_tracker(grounder)
+
+
+def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
+    """The MVideo pipeline, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
+    if settings.tiny_random:
+        try:
+            from mvideo_core.tiny import tiny_random_pipeline
+        except ImportError as err:
+            return None, f"the tiny demo model is not available ({err})"
+        pipe = tiny_random_pipeline(height=settings.model_size[0], width=settings.model_size[1])
+        return pipe, "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
+    try:
+        from mvideo_core import weights
+    except ImportError as err:
+        return None, f"generation is not installed ({err})"
+    try:
+        pipe = weights.load_pipeline(
+            base_model=args.base_model,
+            mvideo_weights=args.mvideo_weights,
+            models_dir=args.models_dir,
+            device=settings.device,
+            offload=args.offload,
+        )
+    except Exception as err:  # noqa: BLE001 - the message is shown to the user verbatim
+        return None, str(err)
+    return pipe, f"MVideo on {args.base_model or 'CogVideoX'} ({settings.device})"
+
+
+def build_engines(args: argparse.Namespace) -> Engines:
+    """All engines from the flags; never raises for missing weights (the UI shows each status)."""
+    settings = settings_from_args(args)
+    settings.projects_dir.mkdir(parents=True, exist_ok=True)
+    engines = Engines(settings)
+    engines.tracker, engines.tracker_status = build_tracker(args, settings)
+    engines.grounder, engines.grounder_status = build_grounder(args, settings)
+    engines.generator, engines.generation_status = build_generator(args, settings)
+    for what, status in (
+        ("tracker", engines.tracker_status),
+        ("grounder", engines.grounder_status),
+        ("generator", engines.generation_status),
+    ):
+        logger.info("%s: %s", what, status)
+    return engines

@@ -1,0 +1,87 @@
+"""Server-side per-browser-session state: heavy objects live here, keyed by `request.session_hash`.
+
+Like the SAM2 demo backend: one dict behind one lock, a cancel flag per session, and cleanup when the browser
+closes (`demo.unload`). `gr.State` only ever holds small values (ids, recipe JSON), never frames or models.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Session:
+    """Everything one browser tab owns. Frames: uint8 [T, H, W, 3]; masks: a `MaskSet` at the frames' size."""
+
+    session_id: str
+    project: Any = None  # app.projects.Project
+    frames: np.ndarray | None = None
+    fps: float = 8.0
+    source_path: str | None = None
+    video_info: Any = None  # mvideo_core.video_io.VideoInfo
+    tracker_state: Any = None  # the tracker's session object
+    masks: Any = None  # mvideo_core.masks.MaskSet, the extracted (unedited) masks
+    object_names: dict[int, str] = field(default_factory=dict)
+    points: dict[int, list[tuple[int, float, float, int]]] = field(default_factory=dict)  # id -> (frame, x, y, +1/0)
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # last detection: {"box", "score", "label"}
+    extra_sources: dict[str, Any] = field(default_factory=dict)  # recipe source name -> MaskSet
+    undo: Any = None  # editing.UndoStack of recipes
+    edited: Any = None  # the last rendered MaskSet
+    edited_key: str | None = None  # recipe JSON that `edited` was rendered from
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def reset_video(self) -> None:
+        """Forget everything derived from the previous source video."""
+        self.frames = None
+        self.video_info = None
+        self.source_path = None
+        self.tracker_state = None
+        self.masks = None
+        self.object_names = {}
+        self.points = {}
+        self.candidates = []
+        self.edited = None
+        self.edited_key = None
+
+
+class SessionStore:
+    """Thread-safe map session id -> `Session`; `free` drops a session's arrays and models at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}
+
+    def get(self, session_id: str) -> Session:
+        """The session for this id, created on first use."""
+        if not session_id:
+            raise ValueError("no session id: the request did not come from a browser session")
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                session = Session(session_id)
+                self._sessions[session_id] = session
+            session.last_seen = time.monotonic()
+            return session
+
+    def free(self, session_id: str) -> bool:
+        """Drop a session (browser closed); its running jobs see the cancel flag and stop."""
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is None:
+            return False
+        session.cancel.set()
+        return True
+
+    def __contains__(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._sessions
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
