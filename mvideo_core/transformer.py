@@ -1,0 +1,634 @@
+"""The MVideo transformer: CogVideoX plus a mask condition (channel concat) and long-video condition tokens.
+
+Paper 3.2-3.3 on top of diffusers' `CogVideoXTransformer3DModel` (2b-style sincos positions and 5b-style 3D RoPE).
+
+Mask condition. The binary mask video, VAE-encoded like any video (`mask_latents: [B, F, C, H, W]`), is
+concatenated with the noisy latents on the channel axis. The patch embedding of a channel concat is linear, so
+`conv([x; m]) = conv_x(x) + conv_m(m)`: we keep the base patch embedding untouched and add a separate zero-initialised
+`mask_proj` (the new 16 input channels of the 16 -> 32 patch embedding). Right after `from_cogvideox(base)` the model
+is exactly the base model, with or without mask latents, and the frozen base is always one switch away
+(`teacher_mode()`), which the consistency loss (paper eq. 2) needs.
+
+Long-video conditions (clip k > 0). `ConditionLatents.appearance` (the last full-resolution frame of clip k-1,
+`[B, 1, C, H, W]`) and `ConditionLatents.motion` (the previous t2 seconds at 256x384, `[B, Fc, C, h, w]`) are
+patch-embedded by the base patch embedding, tagged with a learned type embedding and appended to the noisy tokens
+along the sequence. Their positions place them before the clip in time: the motion frames take the latent time slots
+-Fc .. -1, the appearance frame slot -1 (both end where the clip starts); low-resolution tokens get spatial coordinates
+scaled onto the high-resolution grid (token centres aligned). RoPE models get rotary embeddings at those coordinates,
+sincos models get the sincos embedding at them. Condition tokens carry no mask (their mask channels are zeros).
+
+Attention with condition tokens is decoupled (as in IP-Adapter): text and noisy tokens attend to themselves exactly as
+in the base model, plus a cross-attention to the condition tokens scaled by a per-layer, per-head gate `tanh(g)` with
+g = 0 at start; condition tokens attend to the text and to themselves. So a fresh model ignores any condition (parity
+again), the gate learns how much to use them, and the cost matches one joint sequence of noisy + condition tokens
+minus the condition-to-noisy block. Only the noisy tokens are predicted: condition tokens are dropped before the output
+projection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import CogVideoXTransformer3DModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import (
+    apply_rotary_emb,
+    get_1d_rotary_pos_embed,
+    get_1d_sincos_pos_embed_from_grid,
+    get_3d_rotary_pos_embed,
+)
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.utils import apply_lora_scale
+from torch import nn
+
+# Names of the modules MVideo adds to CogVideoX (their weights go in the MVideo weights file next to the LoRA).
+MVIDEO_MODULES = ("mask_proj", "condition_embed")
+
+
+@dataclass
+class ConditionLatents:
+    """Long-video conditions of one clip, VAE latents scaled like the noisy latents (paper 3.3).
+
+    appearance: [B, 1, C, H, W] the last full-resolution frame of the previous clip (or a start image).
+    motion:     [B, Fc, C, h, w] the previous t2 seconds at low resolution (256x384 pixels at paper size).
+    Either may be None.
+    """
+
+    appearance: torch.Tensor | None = None
+    motion: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("appearance", "motion"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, torch.Tensor) or value.ndim != 5):
+                shape = getattr(value, "shape", type(value).__name__)
+                raise ValueError(f"condition `{name}` must be a 5-dim tensor [B, F, C, H, W], got {shape}")
+        if self.appearance is not None and self.appearance.shape[1] != 1:
+            raise ValueError(f"condition `appearance` must hold one latent frame, got {self.appearance.shape[1]}")
+        if self.appearance is not None and self.motion is not None:
+            if self.appearance.shape[0] != self.motion.shape[0]:
+                raise ValueError(
+                    f"condition batch sizes differ: appearance {self.appearance.shape[0]}, motion {self.motion.shape[0]}"
+                )
+
+    @property
+    def is_empty(self) -> bool:
+        return self.appearance is None and self.motion is None
+
+    @property
+    def batch_size(self) -> int | None:
+        t = self.appearance if self.appearance is not None else self.motion
+        return None if t is None else int(t.shape[0])
+
+    def repeat(self, n: int) -> ConditionLatents:
+        """The same conditions for n stacked batches (e.g. both branches of classifier-free guidance)."""
+        return ConditionLatents(*(None if t is None else torch.cat([t] * n) for t in (self.appearance, self.motion)))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ConditionLatents:
+        return ConditionLatents(
+            *(None if t is None else t.to(device=device, dtype=dtype) for t in (self.appearance, self.motion))
+        )
+
+
+# -- positions --------------------------------------------------------------------------------------------------
+
+
+def _resize_crop_region_for_grid(src: tuple[int, int], tgt_width: int, tgt_height: int):
+    # As diffusers.pipelines.cogvideo.pipeline_cogvideox.get_resize_crop_region_for_grid (not importable as API).
+    tw, th = tgt_width, tgt_height
+    h, w = src
+    if h / w > th / tw:
+        resize_height, resize_width = th, int(round(th / h * w))
+    else:
+        resize_width, resize_height = tw, int(round(tw / w * h))
+    crop_top, crop_left = int(round((th - resize_height) / 2.0)), int(round((tw - resize_width) / 2.0))
+    return (crop_top, crop_left), (crop_top + resize_height, crop_left + resize_width)
+
+
+def _rope_grid_axes(config: Any, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE coordinates of the noisy token grid rows and columns, exactly as CogVideoX's pipeline builds them."""
+    p = config.patch_size
+    (top, left), (bottom, right) = _resize_crop_region_for_grid(
+        (grid_h, grid_w), config.sample_width // p, config.sample_height // p
+    )
+    pos_h = torch.linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, dtype=torch.float32)
+    pos_w = torch.linspace(left, right * (grid_w - 1) / grid_w, grid_w, dtype=torch.float32)
+    return pos_h, pos_w
+
+
+def _scaled_axis(axis: torch.Tensor, n: int) -> torch.Tensor:
+    """Coordinates of n evenly spaced token centres spanning the same extent as `axis` (low-res onto hi-res grid)."""
+    big = axis.numel()
+    index = (torch.arange(n, dtype=torch.float32) + 0.5) * (big / n) - 0.5  # continuous index on the big grid
+    step = (axis[-1] - axis[0]) / (big - 1) if big > 1 else torch.tensor(1.0)
+    return axis[0] + index * step
+
+
+def rotary_embeddings(
+    config: Any, num_frames: int, grid_h: int, grid_w: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """3D RoPE (cos, sin) for the noisy tokens, [F * gh * gw, head_dim] each, identical to CogVideoX's pipeline."""
+    (top, left), (bottom, right) = _resize_crop_region_for_grid(
+        (grid_h, grid_w), config.sample_width // config.patch_size, config.sample_height // config.patch_size
+    )
+    return get_3d_rotary_pos_embed(
+        embed_dim=config.attention_head_dim,
+        crops_coords=((top, left), (bottom, right)),
+        grid_size=(grid_h, grid_w),
+        temporal_size=num_frames,
+        device=device,
+    )
+
+
+def rotary_at(head_dim: int, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """3D RoPE (cos, sin) at explicit token coordinates t, h, w: [N] each -> [N, head_dim] each."""
+    dim_t, dim_hw = head_dim // 4, head_dim // 8 * 3
+    parts = [
+        get_1d_rotary_pos_embed(d, pos.float(), use_real=True) for d, pos in ((dim_t, t), (dim_hw, h), (dim_hw, w))
+    ]
+    return torch.cat([c for c, _ in parts], dim=-1), torch.cat([s for _, s in parts], dim=-1)
+
+
+def sincos_at(
+    embed_dim: int,
+    t: torch.Tensor,
+    h: torch.Tensor,
+    w: torch.Tensor,
+    spatial_interpolation_scale: float = 1.875,
+    temporal_interpolation_scale: float = 1.0,
+) -> torch.Tensor:
+    """CogVideoX's 3D sincos position embedding at explicit token coordinates: [N] each -> [N, embed_dim]."""
+    dim_t, dim_s = embed_dim // 4, 3 * embed_dim // 4
+    emb_t = get_1d_sincos_pos_embed_from_grid(dim_t, t.float() / temporal_interpolation_scale)
+    # As get_2d_sincos_pos_embed_from_grid: the first half encodes the column (w), the second the row (h).
+    emb_w = get_1d_sincos_pos_embed_from_grid(dim_s // 2, w.float() / spatial_interpolation_scale)
+    emb_h = get_1d_sincos_pos_embed_from_grid(dim_s // 2, h.float() / spatial_interpolation_scale)
+    return torch.cat([emb_t, emb_w, emb_h], dim=-1)
+
+
+def _grid_coords(times: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Token coordinates of a [T, H, W] token grid in frame-major order: three [T*H*W] tensors."""
+    t, h, w = torch.meshgrid(times, rows, cols, indexing="ij")
+    return t.reshape(-1), h.reshape(-1), w.reshape(-1)
+
+
+# -- attention ----------------------------------------------------------------------------------------------------
+
+
+class MVideoAttnProcessor:
+    """CogVideoX attention with decoupled, gated attention to trailing condition tokens.
+
+    With `num_condition_tokens == 0` this computes exactly what `CogVideoXAttnProcessor2_0` computes. Otherwise the
+    last `num_condition_tokens` tokens of `hidden_states` are conditions: text+noisy queries attend to text+noisy keys
+    as in the base model, plus `tanh(condition_gate)` times their attention to the condition keys; condition queries
+    attend to text and condition keys.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        num_condition_tokens: int = 0,
+        condition_gate: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        text_seq_length = encoder_hidden_states.size(1)
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)  # [B, L + N + Nc, D]
+        batch_size, sequence_length, _ = hidden_states.shape
+
+        if attention_mask is not None:
+            if num_condition_tokens:
+                raise ValueError("attention masks are not supported together with condition tokens")
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        # [B, heads, S, head_dim]
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None:
+            query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
+            if not attn.is_cross_attention:
+                key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+
+        if not num_condition_tokens:
+            hidden_states = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+            )
+        else:
+            n = sequence_length - num_condition_tokens  # text + noisy tokens
+            q_main, k_main, v_main = query[:, :, :n], key[:, :, :n], value[:, :, :n]
+            k_cond, v_cond = key[:, :, n:], value[:, :, n:]
+            main = F.scaled_dot_product_attention(q_main, k_main, v_main)  # [B, heads, n, hd]
+            cross = F.scaled_dot_product_attention(q_main, k_cond, v_cond)  # [B, heads, n, hd]
+            gate = torch.tanh(condition_gate).to(main.dtype).view(1, -1, 1, 1)
+            main = main + gate * cross
+            # Condition queries see the text and the conditions: [B, heads, Nc, hd]
+            k_ctx = torch.cat([key[:, :, :text_seq_length], k_cond], dim=2)
+            v_ctx = torch.cat([value[:, :, :text_seq_length], v_cond], dim=2)
+            cond = F.scaled_dot_product_attention(query[:, :, n:], k_ctx, v_ctx)
+            hidden_states = torch.cat([main, cond], dim=2)  # [B, heads, S, hd]
+
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        encoder_hidden_states, hidden_states = hidden_states.split(
+            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
+        )
+        return hidden_states, encoder_hidden_states
+
+
+class ConditionEmbedding(nn.Module):
+    """What MVideo learns for condition tokens: a type embedding (appearance, motion) and per-layer attention gates.
+
+    Both start at zero, so a fresh model ignores the conditions (`tanh(0) = 0`).
+    """
+
+    APPEARANCE, MOTION = 0, 1
+
+    def __init__(self, dim: int, num_layers: int, num_heads: int):
+        super().__init__()
+        self.type_embedding = nn.Parameter(torch.zeros(2, dim))  # [2, D]
+        self.gates = nn.Parameter(torch.zeros(num_layers, num_heads))  # [layers, heads]
+
+
+# -- the model ----------------------------------------------------------------------------------------------------
+
+
+class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
+    """CogVideoX transformer with the MVideo mask condition and long-video condition tokens (see module docstring).
+
+    `forward` takes the base model's arguments plus `mask_latents` ([B, F, C_mask, H, W] or None = no mask) and
+    `condition_latents` (`ConditionLatents` or None = first clip). `teacher_mode()` turns it into the frozen base.
+    """
+
+    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
+
+    @register_to_config
+    def __init__(
+        self,
+        num_attention_heads: int = 30,
+        attention_head_dim: int = 64,
+        in_channels: int = 16,
+        out_channels: int | None = 16,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        time_embed_dim: int = 512,
+        ofs_embed_dim: int | None = None,
+        text_embed_dim: int = 4096,
+        num_layers: int = 30,
+        dropout: float = 0.0,
+        attention_bias: bool = True,
+        sample_width: int = 90,
+        sample_height: int = 60,
+        sample_frames: int = 49,
+        patch_size: int = 2,
+        patch_size_t: int | None = None,
+        temporal_compression_ratio: int = 4,
+        max_text_seq_length: int = 226,
+        activation_fn: str = "gelu-approximate",
+        timestep_activation_fn: str = "silu",
+        norm_elementwise_affine: bool = True,
+        norm_eps: float = 1e-5,
+        spatial_interpolation_scale: float = 1.875,
+        temporal_interpolation_scale: float = 1.0,
+        use_rotary_positional_embeddings: bool = False,
+        use_learned_positional_embeddings: bool = False,
+        patch_bias: bool = True,
+        mask_in_channels: int | None = None,
+        mvideo_format_version: int = 1,
+    ):
+        if patch_size_t is not None:
+            raise ValueError(
+                "MVideo supports CogVideoX 1.0 models (2b / 5b, spatial patches); CogVideoX 1.5 "
+                f"(patch_size_t={patch_size_t}) is not supported"
+            )
+        if use_learned_positional_embeddings:
+            raise ValueError("MVideo does not support learned positional embeddings (CogVideoX-5b-I2V)")
+        super().__init__(
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            flip_sin_to_cos=flip_sin_to_cos,
+            freq_shift=freq_shift,
+            time_embed_dim=time_embed_dim,
+            ofs_embed_dim=ofs_embed_dim,
+            text_embed_dim=text_embed_dim,
+            num_layers=num_layers,
+            dropout=dropout,
+            attention_bias=attention_bias,
+            sample_width=sample_width,
+            sample_height=sample_height,
+            sample_frames=sample_frames,
+            patch_size=patch_size,
+            patch_size_t=patch_size_t,
+            temporal_compression_ratio=temporal_compression_ratio,
+            max_text_seq_length=max_text_seq_length,
+            activation_fn=activation_fn,
+            timestep_activation_fn=timestep_activation_fn,
+            norm_elementwise_affine=norm_elementwise_affine,
+            norm_eps=norm_eps,
+            spatial_interpolation_scale=spatial_interpolation_scale,
+            temporal_interpolation_scale=temporal_interpolation_scale,
+            use_rotary_positional_embeddings=use_rotary_positional_embeddings,
+            use_learned_positional_embeddings=use_learned_positional_embeddings,
+            patch_bias=patch_bias,
+        )
+        inner_dim = num_attention_heads * attention_head_dim
+        # The new input channels of the patch embedding (mask latents), zero at start: see the module docstring.
+        self.mask_proj = nn.Conv2d(
+            mask_in_channels or in_channels, inner_dim, kernel_size=patch_size, stride=patch_size, bias=False
+        )
+        nn.init.zeros_(self.mask_proj.weight)
+        self.condition_embed = ConditionEmbedding(inner_dim, num_layers, num_attention_heads)
+        self._teacher = False
+        self.set_attn_processor(MVideoAttnProcessor())
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_cogvideox(cls, base: CogVideoXTransformer3DModel) -> MVideoTransformer3DModel:
+        """Turn a loaded CogVideoX transformer into an MVideo one that computes exactly the same function.
+
+        The base tensors are shared, not copied (no second 5B-parameter allocation); the MVideo modules are new zeros
+        on the base's device and dtype.
+        """
+        if not isinstance(base, CogVideoXTransformer3DModel):
+            raise TypeError(f"from_cogvideox expects a CogVideoXTransformer3DModel, got {type(base).__name__}")
+        if isinstance(base, MVideoTransformer3DModel):
+            return base
+        config = {k: v for k, v in base.config.items() if not k.startswith("_")}
+        with torch.device("meta"):
+            model = cls(**config)
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False, assign=True)
+        if unexpected or any(not k.startswith(MVIDEO_MODULES) for k in missing):
+            raise ValueError(f"base transformer does not match its config: missing {missing}, unexpected {unexpected}")
+        ref = next(base.parameters())
+        model.mask_proj = nn.Conv2d(
+            model.mask_proj.in_channels,
+            model.mask_proj.out_channels,
+            kernel_size=model.mask_proj.kernel_size,
+            stride=model.mask_proj.stride,
+            bias=False,
+            device=ref.device,
+            dtype=ref.dtype,
+        )
+        nn.init.zeros_(model.mask_proj.weight)
+        dim, layers, heads = model.condition_embed.type_embedding.shape[1], *model.condition_embed.gates.shape
+        model.condition_embed = ConditionEmbedding(dim, layers, heads).to(device=ref.device, dtype=ref.dtype)
+        base_buffers = dict(base.named_buffers())
+        for name, buf in list(model.named_buffers()):  # non-persistent buffers (sincos table) are not in state_dict
+            if buf.is_meta:
+                module_name, _, attr = name.rpartition(".")
+                model.get_submodule(module_name).register_buffer(attr, base_buffers[name], persistent=False)
+        still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if still_meta:
+            raise RuntimeError(f"from_cogvideox left tensors unset: {still_meta}")
+        return model.train(base.training)
+
+    # -- MVideo state -------------------------------------------------------------------------------------------
+    def mvideo_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights MVideo adds to CogVideoX besides LoRA (mask projection, condition embeddings and gates)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(MVIDEO_MODULES)}
+
+    def load_mvideo_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load `mvideo_state_dict()` weights; a missing, unexpected or wrongly shaped key is an error."""
+        own = self.mvideo_state_dict()
+        missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"MVideo weights do not match the model: missing {missing}, unexpected {unexpected}")
+        for k, v in state_dict.items():
+            if tuple(v.shape) != tuple(own[k].shape):
+                raise ValueError(
+                    f"MVideo weight {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}"
+                )
+        self.load_state_dict(state_dict, strict=False)
+
+    def mvideo_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the MVideo modules (train them next to the LoRA; do not put them in peft modules_to_save)."""
+        for name in MVIDEO_MODULES:
+            yield from getattr(self, name).parameters()
+
+    @contextlib.contextmanager
+    def teacher_mode(self) -> Iterator[MVideoTransformer3DModel]:
+        """Inside, the model is frozen base CogVideoX: LoRA adapters off, mask and condition inputs ignored.
+
+        This is the teacher of the consistency loss (paper eq. 2). Works for adapters added with diffusers'
+        `add_adapter` / `load_lora_adapter` and with peft's `get_peft_model` / `inject_adapter_in_model`.
+        Adapter `requires_grad` flags are left as they are (we do not call peft's `enable_adapters`, which flips them).
+        """
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in self.modules() if isinstance(m, BaseTunerLayer)]
+        previous = [m._disable_adapters for m in layers]
+        was_teacher = self._teacher
+        try:
+            for m in layers:
+                m._disable_adapters = True
+            self._teacher = True
+            yield self
+        finally:
+            for m, flag in zip(layers, previous):
+                m._disable_adapters = flag
+            self._teacher = was_teacher
+
+    # -- positions ----------------------------------------------------------------------------------------------
+    def rotary_embeddings(
+        self, num_frames: int, grid_h: int, grid_w: int, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE for the noisy tokens (latent frames, patch grid), as CogVideoX's pipeline builds it."""
+        return rotary_embeddings(self.config, num_frames, grid_h, grid_w, device)
+
+    def condition_coordinates(
+        self, grid_h: int, grid_w: int, conditions: ConditionLatents
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Coordinates (t, row, col) of the condition tokens in the frame of the noisy grid: three [Nc] tensors.
+
+        Motion frames take latent times -Fc .. -1, the appearance frame -1; low-res rows/columns are token centres
+        spread over the noisy grid's extent. Rows/columns are in RoPE units for RoPE models, in grid units otherwise.
+        """
+        p = self.config.patch_size
+        if self.config.use_rotary_positional_embeddings:
+            rows, cols = _rope_grid_axes(self.config, grid_h, grid_w)
+        else:
+            rows, cols = torch.arange(grid_h, dtype=torch.float32), torch.arange(grid_w, dtype=torch.float32)
+        coords = []
+        if conditions.appearance is not None:
+            coords.append(_grid_coords(torch.tensor([-1.0]), rows, cols))
+        if conditions.motion is not None:
+            fc, _, h, w = conditions.motion.shape[1:]
+            times = torch.arange(-fc, 0, dtype=torch.float32)
+            coords.append(_grid_coords(times, _scaled_axis(rows, h // p), _scaled_axis(cols, w // p)))
+        return tuple(torch.cat(parts) for parts in zip(*coords))
+
+    # -- forward --------------------------------------------------------------------------------------------------
+    def _patch_tokens(self, latents: torch.Tensor, proj: nn.Module) -> torch.Tensor:
+        """Patch-embed latents [B, F, C, H, W] -> tokens [B, F * H/p * W/p, D] (frame-major, as CogVideoX)."""
+        b, f, c, h, w = latents.shape
+        x = proj(latents.reshape(-1, c, h, w))  # [B*F, D, H/p, W/p]
+        x = x.view(b, f, *x.shape[1:])
+        return x.flatten(3).transpose(2, 3).flatten(1, 2)
+
+    def _check_mvideo_inputs(
+        self, hidden_states: torch.Tensor, mask_latents: torch.Tensor | None, conditions: ConditionLatents | None
+    ) -> None:
+        b, f, c, h, w = hidden_states.shape
+        p = self.config.patch_size
+        if mask_latents is not None:
+            want = (b, f, self.mask_proj.in_channels, h, w)
+            if tuple(mask_latents.shape) != want:
+                raise ValueError(
+                    f"`mask_latents` must have shape {want} [B, F, C, H, W] to match the noisy latents, "
+                    f"got {tuple(mask_latents.shape)}"
+                )
+        if conditions is None:
+            return
+        if not isinstance(conditions, ConditionLatents):
+            raise TypeError(f"`condition_latents` must be a ConditionLatents, got {type(conditions).__name__}")
+        if conditions.appearance is not None:
+            want = (b, 1, c, h, w)
+            if tuple(conditions.appearance.shape) != want:
+                raise ValueError(
+                    f"appearance condition must have shape {want} (one full-resolution latent frame), "
+                    f"got {tuple(conditions.appearance.shape)}"
+                )
+        if conditions.motion is not None:
+            mb, _, mc, mh, mw = conditions.motion.shape
+            if mb != b or mc != c or mh % p or mw % p:
+                raise ValueError(
+                    f"motion condition must have shape [{b}, Fc, {c}, h, w] with h, w divisible by {p}, "
+                    f"got {tuple(conditions.motion.shape)}"
+                )
+
+    @apply_lora_scale("attention_kwargs")
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        timestep: int | float | torch.LongTensor,
+        timestep_cond: torch.Tensor | None = None,
+        ofs: int | float | torch.LongTensor | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+        mask_latents: torch.Tensor | None = None,
+        condition_latents: ConditionLatents | None = None,
+    ) -> tuple[torch.Tensor] | Transformer2DModelOutput:
+        """Predict for the noisy latents [B, F, C, H, W]; `mask_latents` [B, F, C_mask, H, W]; conditions optional."""
+        if self._teacher:
+            mask_latents, condition_latents = None, None
+        if condition_latents is not None and not isinstance(condition_latents, ConditionLatents):
+            raise TypeError(f"`condition_latents` must be a ConditionLatents, got {type(condition_latents).__name__}")
+        if condition_latents is not None and condition_latents.is_empty:
+            condition_latents = None
+        self._check_mvideo_inputs(hidden_states, mask_latents, condition_latents)
+        batch_size, num_frames, channels, height, width = hidden_states.shape
+        p = self.config.patch_size
+        grid_h, grid_w = height // p, width // p
+
+        # 1. Time embedding
+        t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
+        emb = self.time_embedding(t_emb, timestep_cond)
+        if self.ofs_embedding is not None:
+            emb = emb + self.ofs_embedding(self.ofs_proj(ofs).to(dtype=hidden_states.dtype))
+
+        # 2. Patch embedding: text [B, L, D], noisy [B, N, D] (+ mask channels), conditions [B, Nc, D]
+        text_seq_length = encoder_hidden_states.shape[1]
+        tokens = self.patch_embed(encoder_hidden_states, hidden_states)
+        encoder_hidden_states, hidden_states = tokens[:, :text_seq_length], tokens[:, text_seq_length:]
+        num_noisy = hidden_states.shape[1]
+        if mask_latents is not None:
+            hidden_states = hidden_states + self._patch_tokens(mask_latents.to(hidden_states.dtype), self.mask_proj)
+        num_cond = 0
+        if condition_latents is not None:
+            cond_tokens = self._condition_tokens(condition_latents, grid_h, grid_w, hidden_states.dtype)
+            num_cond = cond_tokens.shape[1]
+            hidden_states = torch.cat([hidden_states, cond_tokens], dim=1)  # [B, N + Nc, D]
+        encoder_hidden_states = self.embedding_dropout(encoder_hidden_states)
+        hidden_states = self.embedding_dropout(hidden_states)
+
+        if self.config.use_rotary_positional_embeddings:
+            if image_rotary_emb is None:
+                image_rotary_emb = self.rotary_embeddings(num_frames, grid_h, grid_w, hidden_states.device)
+            if num_cond:
+                t, r, c = self.condition_coordinates(grid_h, grid_w, condition_latents)
+                cos_c, sin_c = rotary_at(self.config.attention_head_dim, t, r, c)
+                cos, sin = image_rotary_emb
+                image_rotary_emb = (
+                    torch.cat([cos, cos_c.to(cos.device, cos.dtype)]),
+                    torch.cat([sin, sin_c.to(sin.device, sin.dtype)]),
+                )
+
+        # 3. Transformer blocks
+        for i, block in enumerate(self.transformer_blocks):
+            kwargs = attention_kwargs
+            if num_cond:
+                kwargs = {
+                    **(attention_kwargs or {}),
+                    "num_condition_tokens": num_cond,
+                    "condition_gate": self.condition_embed.gates[i],
+                }
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(
+                    block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, kwargs
+                )
+            else:
+                hidden_states, encoder_hidden_states = block(
+                    hidden_states=hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    temb=emb,
+                    image_rotary_emb=image_rotary_emb,
+                    attention_kwargs=kwargs,
+                )
+
+        # 4. Final block: only the noisy tokens are predicted
+        hidden_states = hidden_states[:, :num_noisy]  # [B, N, D]
+        hidden_states = self.norm_final(hidden_states)
+        hidden_states = self.norm_out(hidden_states, temb=emb)
+        hidden_states = self.proj_out(hidden_states)
+
+        # 5. Unpatchify: [B, N, p*p*C] -> [B, F, C, H, W]
+        output = hidden_states.reshape(batch_size, num_frames, grid_h, grid_w, -1, p, p)
+        output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+    def _condition_tokens(
+        self, conditions: ConditionLatents, grid_h: int, grid_w: int, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Condition latents -> tokens [B, Nc, D]: base patch embedding + type embedding (+ sincos positions)."""
+        parts = []
+        for kind, latents in ((ConditionEmbedding.APPEARANCE, conditions.appearance), (1, conditions.motion)):
+            if latents is not None:
+                tok = self._patch_tokens(latents.to(dtype), self.patch_embed.proj)
+                parts.append(tok + self.condition_embed.type_embedding[kind].to(dtype))
+        tokens = torch.cat(parts, dim=1)
+        if not self.config.use_rotary_positional_embeddings:
+            t, r, c = self.condition_coordinates(grid_h, grid_w, conditions)
+            pos = sincos_at(
+                tokens.shape[-1],
+                t,
+                r,
+                c,
+                self.config.spatial_interpolation_scale,
+                self.config.temporal_interpolation_scale,
+            )
+            tokens = tokens + pos.to(device=tokens.device, dtype=dtype)
+        return tokens
