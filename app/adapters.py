@@ -386,22 +386,29 @@ def _store_masks(session: Session, masks: Any) -> None:
     session.masks = masks
     session.edited = None
     session.edited_key = None
-    if session.project is not None:
-        session.project.save_masks(masks)
+    autosave_masks(session)
+
+
+def autosave_masks(session: Session) -> None:
+    """Write the masks to the project; a failed autosave is logged and never loses the in-memory masks."""
+    if session.project is None or session.masks is None:
+        return
+    try:
+        session.project.save_masks(session.masks)
+    except (ImportError, OSError, ValueError) as err:
+        logger.warning("autosave of masks failed: %s", err)
 
 
 def overlay_video(session: Session, masks: Any = None, name: str = "masks_overlay.mp4") -> str:
     """Overlay preview video of the masks on the source, inside the project folder."""
-    from mvideo_core.masks import write_overlay_video
+    from editing.preview import preview_video
+    from mvideo_core.video_io import write_clip
 
     masks = masks if masks is not None else session.masks
     if masks is None:
         raise StudioError("no masks yet: propagate first")
-    frames = require_video(session)
-    frames = _match_length(frames, masks.num_frames)
-    path = session.project.output_path(name)
-    write_overlay_video(path, frames, masks, masks.fps)
-    return str(path)
+    frames = _match_length(require_video(session), masks.num_frames)
+    return str(write_clip(session.project.output_path(name), preview_video(masks, frames), masks.fps))
 
 
 def _match_length(frames: np.ndarray, t: int) -> np.ndarray:
@@ -451,8 +458,7 @@ def delete_object(engines: Engines, session: Session, obj_id: Any) -> None:
     session.points.pop(obj_id, None)
     if state is not None:
         session.masks = engines.tracker.result(state) if state.objects else None
-    if session.masks is not None and session.project is not None:
-        session.project.save_masks(session.masks)
+    autosave_masks(session)
 
 
 def rename_object(session: Session, obj_id: Any, name: str) -> None:
@@ -564,3 +570,291 @@ def reopen_project(engines: Engines, session: Session, project_id: str) -> str:
         session.object_names = dict(zip(masks.ids, masks.names))
         session.masks = masks
     return project_summary(session)
+
+
+# -- step 3: edit ------------------------------------------------------------------------------------------------
+MAIN_SOURCE = "video"
+TERRAINS = ("flat", "uphill", "downhill", "arc", "stairs")
+
+
+def edit_sources(session: Session) -> dict[str, Any]:
+    """Recipe source name -> MaskSet: the extracted masks ("video") plus layers added from mask files/samples."""
+    sources = dict(session.extra_sources)
+    if session.masks is not None:
+        sources[MAIN_SOURCE] = session.masks
+    return sources
+
+
+def start_edit(engines: Engines, session: Session, reset: bool = False) -> dict[str, Any]:
+    """The current recipe; the first call (or `reset`) starts from one layer per extracted object."""
+    from editing.recipe import UndoStack, recipe_from_maskset
+
+    if session.undo is not None and session.undo.current is not None and not reset:
+        return session.undo.current
+    if session.masks is None or session.masks.num_objects == 0:
+        raise StudioError("no masks to edit yet: extract them in step 2 (Propagate) or import a mask file")
+    recipe = recipe_from_maskset(MAIN_SOURCE, session.masks)
+    if session.undo is None or reset:
+        session.undo = UndoStack(recipe)
+    else:
+        session.undo.push(recipe)
+    _autosave_recipe(session)
+    return session.undo.current
+
+
+def _autosave_recipe(session: Session) -> None:
+    if session.project is not None and session.undo is not None and session.undo.current is not None:
+        session.project.save_recipe(session.undo.current)
+
+
+def _push(engines: Engines, session: Session, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Validate by rendering, then record the edit (a failing edit leaves the history unchanged)."""
+    from editing.recipe import RecipeError
+
+    try:
+        rendered = _render(session, recipe)
+    except (RecipeError, ValueError) as err:
+        raise StudioError(f"that edit cannot be applied: {err}") from err
+    current = session.undo.push(recipe)
+    session.edited, session.edited_key = rendered, to_json(current)
+    _autosave_recipe(session)
+    return current
+
+
+def _render(session: Session, recipe: dict[str, Any]) -> Any:
+    from editing.recipe import render
+
+    return render(recipe, edit_sources(session))
+
+
+def edited_masks(engines: Engines, session: Session) -> Any:
+    """The masks the recipe renders to (cached per recipe); the model's condition comes from these."""
+    recipe = start_edit(engines, session)
+    key = to_json(recipe)
+    if session.edited is None or session.edited_key != key:
+        try:
+            session.edited = _render(session, recipe)
+        except ValueError as err:
+            raise StudioError(f"the recipe cannot be rendered: {err}") from err
+        session.edited_key = key
+    return session.edited
+
+
+def _layer(recipe: dict[str, Any], layer_id: Any) -> dict[str, Any]:
+    if layer_id in (None, ""):
+        raise StudioError("choose a layer first")
+    for lay in recipe["layers"]:
+        if str(lay.get("id")) == str(layer_id).split(":")[0]:
+            return lay
+    raise StudioError(f"there is no layer {layer_id}; layers: {[lay.get('id') for lay in recipe['layers']]}")
+
+
+def layer_choices(session: Session) -> list[tuple[str, str]]:
+    recipe = session.undo.current if session.undo is not None else None
+    if not recipe:
+        return []
+    return [(f"{lay['id']}: {lay.get('name', lay['source'])}", str(lay["id"])) for lay in recipe["layers"]]
+
+
+def recipe_duration(recipe: dict[str, Any]) -> float:
+    return recipe["target"]["num_frames"] / recipe["target"]["fps"]
+
+
+def add_keyframe(
+    engines: Engines,
+    session: Session,
+    layer_id: Any,
+    t: float,
+    scale: float = 1.0,
+    x: float = 0.0,
+    y: float = 0.0,
+    rotate: float = 0.0,
+    ease: str = "linear",
+    anchor: str = "centroid",
+) -> dict[str, Any]:
+    """Add (or replace, at the same time) a zoom/pan/rotate keyframe on a layer; an identity key starts at 0 s."""
+    recipe = start_edit(engines, session)
+    lay = _layer(recipe, layer_id)
+    duration = recipe_duration(recipe)
+    t = float(t or 0.0)
+    if not 0 <= t <= duration + 1e-9:
+        raise StudioError(f"keyframe time {t:g} s is outside the edit's 0..{duration:.2f} s")
+    if not scale or scale <= 0:
+        raise StudioError(f"zoom must be > 0 (1 = unchanged, 2 = twice as large), got {scale}")
+    ops = lay.setdefault("ops", [])
+    op = next((o for o in ops if o["op"] == "transform"), None)
+    if op is None:
+        op = {"op": "transform", "anchor": anchor, "keys": []}
+        ops.insert(0, op)
+        if t > 0:
+            op["keys"].append({"t": 0.0, "scale": 1.0, "x": 0.0, "y": 0.0, "rotate": 0.0})
+    op["anchor"] = anchor
+    key = {"t": t, "scale": float(scale), "x": float(x or 0), "y": float(y or 0), "rotate": float(rotate or 0)}
+    key["ease"] = ease
+    op["keys"] = sorted([k for k in op["keys"] if abs(k["t"] - t) > 1e-9] + [key], key=lambda k: k["t"])
+    return _push(engines, session, recipe)
+
+
+def clear_keyframes(engines: Engines, session: Session, layer_id: Any) -> dict[str, Any]:
+    recipe = start_edit(engines, session)
+    lay = _layer(recipe, layer_id)
+    lay["ops"] = [o for o in lay.get("ops", []) if o["op"] != "transform"]
+    return _push(engines, session, recipe)
+
+
+def set_terrain(
+    engines: Engines, session: Session, layer_id: Any, profile: str, rise: float, tilt: float = 0.0
+) -> dict[str, Any]:
+    """Replace the layer's terrain warp (`flat` removes it); `rise` is the climb as a fraction of frame height."""
+    if profile not in TERRAINS:
+        raise StudioError(f"terrain must be one of {', '.join(TERRAINS)}, got {profile!r}")
+    recipe = start_edit(engines, session)
+    lay = _layer(recipe, layer_id)
+    ops = [o for o in lay.get("ops", []) if o["op"] != "terrain"]
+    if profile != "flat":
+        ops.append({"op": "terrain", "profile": profile, "rise": float(rise), "tilt": float(tilt or 0.0)})
+    lay["ops"] = ops
+    return _push(engines, session, recipe)
+
+
+def set_timing(
+    engines: Engines, session: Session, layer_id: Any, start: float, speed: float, retime_seconds: float = 0.0
+) -> dict[str, Any]:
+    """Layer time offset (s), playback speed, and optionally retime its motion to a duration (loops to fill)."""
+    recipe = start_edit(engines, session)
+    lay = _layer(recipe, layer_id)
+    if not speed or speed <= 0:
+        raise StudioError(f"speed must be > 0 (1 = as filmed, 2 = twice as fast), got {speed}")
+    lay["start"] = float(start or 0.0)
+    lay["speed"] = float(speed)
+    timeline_ops = [o for o in lay.get("timeline", []) if o["op"] != "retime"]
+    if retime_seconds and retime_seconds > 0:
+        timeline_ops.append({"op": "retime", "duration": float(retime_seconds), "mode": "loop"})
+    lay["timeline"] = timeline_ops
+    return _push(engines, session, recipe)
+
+
+def set_length(engines: Engines, session: Session, seconds: float) -> dict[str, Any]:
+    """Length of the edited motion in seconds (frames = seconds * fps + 1; layers loop to fill it)."""
+    recipe = start_edit(engines, session)
+    if not seconds or seconds <= 0 or seconds > engines.settings.max_seconds * 4:
+        raise StudioError(f"length must be between 0 and {engines.settings.max_seconds * 4:g} s, got {seconds}")
+    fps = recipe["target"]["fps"]
+    recipe["target"]["num_frames"] = int(round(seconds * fps)) + 1
+    for lay in recipe["layers"]:
+        lay.setdefault("extend", "loop")
+    return _push(engines, session, recipe)
+
+
+def undo(engines: Engines, session: Session) -> dict[str, Any]:
+    start_edit(engines, session)
+    if not session.undo.can_undo:
+        raise StudioError("nothing to undo")
+    recipe = session.undo.undo()
+    _autosave_recipe(session)
+    return recipe
+
+
+def redo(engines: Engines, session: Session) -> dict[str, Any]:
+    start_edit(engines, session)
+    if not session.undo.can_redo:
+        raise StudioError("nothing to redo")
+    recipe = session.undo.redo()
+    _autosave_recipe(session)
+    return recipe
+
+
+def edit_preview_frame(engines: Engines, session: Session, frame_idx: Any) -> np.ndarray:
+    """One frame of the edited masks over the source video: uint8 [H, W, 3] (live preview while scrubbing)."""
+    from editing.preview import preview_frame as _preview
+
+    masks = edited_masks(engines, session)
+    idx = min(max(int(frame_idx or 0), 0), masks.num_frames - 1)
+    background = _match_length(require_video(session), masks.num_frames)
+    return _preview(masks, idx, background[idx])
+
+
+def edit_preview_video(engines: Engines, session: Session) -> str:
+    """The whole edited motion as an overlay video in the project folder."""
+    from editing.preview import preview_video
+    from mvideo_core.video_io import write_clip
+
+    masks = edited_masks(engines, session)
+    frames = preview_video(masks, _match_length(require_video(session), masks.num_frames))
+    return str(write_clip(session.project.output_path("edit_preview.mp4"), frames, masks.fps))
+
+
+def add_layer_from_masks(engines: Engines, session: Session, masks: Any, name: str) -> dict[str, Any]:
+    """A new layer (all objects of `masks` as one subject) from another source; it keeps its own motion."""
+    recipe = start_edit(engines, session)
+    source = f"{_safe_name(name)}"
+    n = 2
+    while source in edit_sources(session) and source != MAIN_SOURCE:
+        source = f"{_safe_name(name)}_{n}"
+        n += 1
+    session.extra_sources[source] = masks
+    new_id = max((lay.get("id", 0) for lay in recipe["layers"]), default=0) + 1
+    recipe["layers"].append(
+        {
+            "id": new_id,
+            "name": name,
+            "source": source,
+            "object": "all",
+            "z": max((lay.get("z", 0) for lay in recipe["layers"]), default=0) + 1,
+            "extend": "loop",
+            "timeline": [],
+            "ops": [],
+        }
+    )
+    try:
+        return _push(engines, session, recipe)
+    except StudioError:
+        session.extra_sources.pop(source, None)
+        raise
+
+
+def add_layer_from_file(engines: Engines, session: Session, path: str | Path | None) -> dict[str, Any]:
+    masks = read_mask_file(engines, path)
+    _save_extra_source(session, Path(path).stem, masks)
+    return add_layer_from_masks(engines, session, masks, Path(path).stem)
+
+
+def add_layer_from_sample(engines: Engines, session: Session, name: str) -> dict[str, Any]:
+    """A layer from a sample's ground-truth masks (a second subject with its own motion)."""
+    from mvideo_core.samples import load_sample as _load
+
+    if not name:
+        raise StudioError("pick a sample first")
+    _video, masks = _load(name)
+    masks = fit_masks(engines, masks)
+    return add_layer_from_masks(engines, session, masks, name)
+
+
+def _save_extra_source(session: Session, name: str, masks: Any) -> None:
+    if session.project is None:
+        return
+    from mvideo_core.masks import save_masks
+
+    save_masks(masks, session.project.output_path(f"layer_{_safe_name(name)}.npz"), format="npz")
+
+
+def recipe_file(engines: Engines, session: Session) -> str:
+    """The current recipe as a JSON file to download."""
+    from editing.recipe import save
+
+    recipe = start_edit(engines, session)
+    return str(save(recipe, session.project.output_path("recipe.json")))
+
+
+def load_recipe_file(engines: Engines, session: Session, path: str | Path | None) -> dict[str, Any]:
+    """Replace the edit with an uploaded recipe (validated against this session's sources first)."""
+    from editing.recipe import RecipeError, load
+
+    if path is None or str(path) == "":
+        raise StudioError("choose a recipe .json file")
+    start_edit(engines, session)
+    try:
+        recipe = load(path)
+    except RecipeError as err:
+        raise StudioError(f"{Path(path).name} is not a usable recipe: {err}") from err
+    return _push(engines, session, recipe)

@@ -340,13 +340,143 @@ def build_studio(engines: Engines) -> gr.Blocks:
 
 # -- step 3 ----------------------------------------------------------------------------------------------------
 def build_edit_tab(engines: Engines) -> dict[str, Any]:
+    """Layers, keyframed zoom/pan/rotate, terrain, timing, undo/redo, live preview, recipe JSON."""
     ui: dict[str, Any] = {}
-    ui["status"] = gr.Markdown("Editing arrives with the editing library.", elem_id="edit-status")
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui["status"] = gr.Markdown("Press **Start editing** once your masks are ready.", elem_id="edit-status")
+            with gr.Row():
+                ui["start"] = gr.Button("Start editing from the masks", variant="primary", elem_id="edit-start")
+                ui["undo"] = gr.Button("Undo", elem_id="edit-undo")
+                ui["redo"] = gr.Button("Redo", elem_id="edit-redo")
+            ui["frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", elem_id="edit-frame")
+            ui["preview"] = gr.Image(label="Edited motion (live preview)", interactive=False, elem_id="edit-preview")
+            ui["render_video"] = gr.Button("Render preview video")
+            ui["video"] = gr.Video(label="Edited motion", interactive=False)
+        with gr.Column(scale=2):
+            ui["layer"] = gr.Dropdown([], label="Layer", elem_id="edit-layer")
+            with gr.Accordion("Camera: keyframed zoom / pan / rotate", open=True):
+                with gr.Row():
+                    ui["key_t"] = gr.Number(label="At time (s)", value=0.0, minimum=0, elem_id="key-t")
+                    ui["key_scale"] = gr.Number(label="Zoom (x)", value=1.0, minimum=0.05, elem_id="key-scale")
+                    ui["key_rotate"] = gr.Number(label="Rotate (deg)", value=0.0)
+                with gr.Row():
+                    ui["key_x"] = gr.Number(label="Pan x (px)", value=0.0)
+                    ui["key_y"] = gr.Number(label="Pan y (px)", value=0.0)
+                with gr.Row():
+                    ui["key_ease"] = gr.Dropdown(["linear", "ease_in_out", "hold"], value="ease_in_out", label="Ease")
+                    ui["key_anchor"] = gr.Dropdown(["centroid", "bottom", "center"], value="bottom", label="Anchor")
+                with gr.Row():
+                    ui["add_key"] = gr.Button("Add keyframe", elem_id="add-keyframe")
+                    ui["clear_keys"] = gr.Button("Clear keyframes")
+            with gr.Accordion("Terrain", open=True):
+                with gr.Row():
+                    ui["terrain"] = gr.Dropdown(list(A.TERRAINS), value="uphill", label="Path", elem_id="terrain")
+                    ui["rise"] = gr.Slider(-1, 1, value=0.25, step=0.05, label="Slope (rise, fraction of height)")
+                    ui["tilt"] = gr.Slider(0, 1, value=0.0, step=0.1, label="Tilt with slope")
+                ui["apply_terrain"] = gr.Button("Apply terrain", elem_id="apply-terrain")
+            with gr.Accordion("Time", open=False):
+                with gr.Row():
+                    ui["offset"] = gr.Number(label="Starts at (s)", value=0.0)
+                    ui["speed"] = gr.Number(label="Speed (x)", value=1.0, minimum=0.05)
+                    ui["retime"] = gr.Number(label="Retime to (s, 0 = off)", value=0.0, minimum=0)
+                ui["apply_time"] = gr.Button("Apply timing")
+                with gr.Row():
+                    ui["length"] = gr.Number(label="Edit length (s)", value=4.0, minimum=0.5)
+                    ui["apply_length"] = gr.Button("Set length")
+            with gr.Accordion("More layers", open=False):
+                ui["layer_file"] = gr.File(
+                    label="Add a layer from a mask file", file_types=[".zip", ".npz", ".mp4", ".json"]
+                )
+                samples = A.list_samples()
+                with gr.Row():
+                    ui["layer_sample"] = gr.Dropdown(samples, value=samples[0] if samples else None, label="Sample")
+                    ui["add_sample_layer"] = gr.Button("Add sample's subject as a layer")
+            with gr.Accordion("Recipe JSON", open=False):
+                ui["recipe_json"] = gr.Code(language="json", label="Recipe", interactive=False)
+                with gr.Row():
+                    ui["recipe_download"] = gr.Button("Download recipe")
+                    ui["recipe_file"] = gr.File(label="recipe.json", interactive=False)
+                ui["recipe_upload"] = gr.File(label="Load a recipe (.json)", file_types=[".json"])
     return ui
 
 
 def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
-    return None
+    def refresh(session, recipe, frame_idx=0, layer=None):
+        masks = A.edited_masks(engines, session)
+        idx = min(int(frame_idx or 0), masks.num_frames - 1)
+        choices = A.layer_choices(session)
+        values = [c[1] for c in choices]
+        layer = layer if layer in values else (values[0] if values else None)
+        return (
+            A.edit_preview_frame(engines, session, idx),
+            gr.Slider(0, max(1, masks.num_frames - 1), value=idx, step=1, label="Preview frame"),
+            gr.Dropdown(choices, value=layer),
+            A.to_json(recipe),
+            f"{len(recipe['layers'])} layer(s), {A.recipe_duration(recipe):.2f} s; "
+            f"undo: {'yes' if session.undo.can_undo else 'no'}, redo: {'yes' if session.undo.can_redo else 'no'}",
+        )
+
+    outs = [ui["preview"], ui["frame"], ui["layer"], ui["recipe_json"], ui["status"]]
+
+    def on(event, fn, names: list[str]) -> None:
+        """Wire `event` to `fn(session, layer, *values of names)`; the recipe it returns refreshes the tab."""
+
+        @_user_errors
+        def run(data: dict, request: gr.Request):
+            session = sess(request)
+            recipe = fn(session, data[ui["layer"]], *[data[ui[n]] for n in names])
+            return refresh(session, recipe, data[ui["frame"]], data[ui["layer"]])
+
+        event(run, {ui[n] for n in [*names, "frame", "layer"]}, outs)
+
+    on(ui["start"].click, lambda session, layer: A.start_edit(engines, session, reset=True), [])
+    on(ui["undo"].click, lambda session, layer: A.undo(engines, session), [])
+    on(ui["redo"].click, lambda session, layer: A.redo(engines, session), [])
+    key_inputs = ["key_t", "key_scale", "key_x", "key_y", "key_rotate", "key_ease", "key_anchor"]
+    on(ui["add_key"].click, lambda session, layer, *v: A.add_keyframe(engines, session, layer, *v), key_inputs)
+    on(ui["clear_keys"].click, lambda session, layer: A.clear_keyframes(engines, session, layer), [])
+    on(
+        ui["apply_terrain"].click,
+        lambda session, layer, *v: A.set_terrain(engines, session, layer, *v),
+        ["terrain", "rise", "tilt"],
+    )
+    on(
+        ui["apply_time"].click,
+        lambda session, layer, *v: A.set_timing(engines, session, layer, *v),
+        ["offset", "speed", "retime"],
+    )
+    on(ui["apply_length"].click, lambda session, layer, sec: A.set_length(engines, session, sec), ["length"])
+    on(ui["layer_file"].upload, lambda session, layer, p: A.add_layer_from_file(engines, session, p), ["layer_file"])
+    on(
+        ui["add_sample_layer"].click,
+        lambda session, layer, name: A.add_layer_from_sample(engines, session, name),
+        ["layer_sample"],
+    )
+    on(
+        ui["recipe_upload"].upload,
+        lambda session, layer, p: A.load_recipe_file(engines, session, p),
+        ["recipe_upload"],
+    )
+
+    @_user_errors
+    def on_frame(idx, request: gr.Request):
+        return A.edit_preview_frame(engines, sess(request), idx)
+
+    ui["frame"].input(on_frame, [ui["frame"]], [ui["preview"]], show_progress="hidden", trigger_mode="always_last")
+    ui["frame"].release(on_frame, [ui["frame"]], [ui["preview"]], show_progress="hidden")
+
+    @_user_errors
+    def on_video(request: gr.Request):
+        return A.edit_preview_video(engines, sess(request))
+
+    ui["render_video"].click(on_video, None, [ui["video"]])
+
+    @_user_errors
+    def on_download(request: gr.Request):
+        return A.recipe_file(engines, sess(request))
+
+    ui["recipe_download"].click(on_download, None, [ui["recipe_file"]])
 
 
 # -- step 4 ----------------------------------------------------------------------------------------------------
