@@ -133,6 +133,15 @@ def read_status(folder: str | Path) -> dict[str, dict[str, Any]]:
     return status
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a partial last line (a run killed mid-write) so that the next append starts on a fresh line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
 class ShardWriter:
     """Appends clip records and per-video status lines of one shard; each line is flushed and fsynced."""
 
@@ -143,6 +152,8 @@ class ShardWriter:
         suffix = shard_suffix(shard_index, num_shards)
         self.manifest_path = self.folder / f"manifest-{suffix}.jsonl"
         self.status_path = self.folder / f"status-{suffix}.jsonl"
+        for path in (self.manifest_path, self.status_path):
+            _drop_torn_tail(path)
 
     def _append(self, path: Path, line: str) -> None:
         with path.open("a", encoding="utf-8") as handle:
