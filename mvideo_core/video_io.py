@@ -1,0 +1,692 @@
+"""Video decode / resample / resize / encode on PyAV.
+
+Decoding streams: frames are picked by presentation timestamp for the target fps (so variable frame rate sources
+come out evenly timed), rotated by the display matrix, and scaled by swscale as they are decoded, so a long 1080p
+source is never held whole at full size. Audio is ignored. The pure functions (`resample_fps`, `trim`,
+`resize_frames`, `resize_masks`) apply the same rules to arrays already in memory.
+
+Frames are uint8 `[T, H, W, 3]` RGB everywhere past this module; sizes are `(height, width)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+
+Fit = Literal["crop", "letterbox", "stretch"]
+FITS = ("crop", "letterbox", "stretch")
+
+# Tolerance in seconds when comparing timestamps (container time bases round to a tick).
+_EPS = 1e-4
+# Sources larger than this many pixels per frame are refused before decoding (16K x 16K would be ~800 MB a frame).
+MAX_SOURCE_PIXELS = 8192 * 8192
+# read_video refuses to build an array larger than this; pass size / max_side / fps / end, or raise it.
+DEFAULT_MAX_BYTES = 4 * 1024**3
+# Consecutive packets that fail to decode before decoding gives up on a corrupt stream.
+_MAX_BAD_PACKETS = 64
+
+
+class VideoError(ValueError):
+    """A video input cannot be used; the message says what was wrong and what to do."""
+
+
+class VideoDecodeWarning(UserWarning):
+    """Decoding stopped early (corrupt or truncated stream); the frames before that point were kept."""
+
+
+@dataclass
+class VideoInfo:
+    """What a file holds. `width`/`height` are the displayed size, after rotation."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int  # from the container when it says, else estimated from duration * fps
+    duration: float  # seconds
+    rotation: int  # counter-clockwise degrees applied for display (0, 90, 180, 270)
+    codec: str
+    container: str
+    has_audio: bool
+
+
+@dataclass
+class Video:
+    """Decoded frames uint8 `[T, H, W, 3]` RGB with their fps.
+
+    `stopped_at` is set (seconds) when a corrupt or truncated stream ended decoding early; `warnings` says why.
+    """
+
+    frames: np.ndarray
+    fps: float
+    source: str | None = None
+    stopped_at: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.frames = check_frames(self.frames)
+        self.fps = _check_fps(self.fps)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+# -- checks ----------------------------------------------------------------------------------------------------
+
+
+def check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
+    """Validate uint8 `[T, H, W, 3]` RGB frames with T >= 1."""
+    if not isinstance(frames, np.ndarray):
+        raise VideoError(f"{what} must be a numpy array uint8 [T, H, W, 3], got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoError(f"{what} must have shape [T, H, W, 3] (RGB), got {tuple(frames.shape)}")
+    if frames.dtype != np.uint8:
+        raise VideoError(f"{what} must be uint8 in 0..255, got {frames.dtype}; convert with (x * 255).astype(uint8)")
+    if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise VideoError(f"{what} are empty: shape {tuple(frames.shape)}")
+    return frames
+
+
+def _check_fps(fps: float, what: str = "fps") -> float:
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError) as err:
+        raise VideoError(f"{what} must be a number, got {fps!r}") from err
+    if not math.isfinite(fps) or fps <= 0:
+        raise VideoError(f"{what} must be a positive number, got {fps}")
+    return fps
+
+
+def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError) as err:
+        raise VideoError(f"size must be (height, width), got {size!r}") from err
+    if h <= 0 or w <= 0:
+        raise VideoError(f"size must be positive (height, width), got {size!r}")
+    return h, w
+
+
+def _check_fit(fit: str) -> str:
+    if fit not in FITS:
+        raise VideoError(f"fit must be one of {FITS}, got {fit!r}")
+    return fit
+
+
+# -- geometry shared by the decoder and the pure resize functions ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    scaled: tuple[int, int]  # (h, w) after scaling the source
+    crop: tuple[int, int]  # (top, left) offset into the scaled image (crop), or 0
+    pad: tuple[int, int]  # (top, left) offset of the scaled image in the output (letterbox), or 0
+    out: tuple[int, int]
+    letterbox: bool = False
+
+
+def _geometry(src: tuple[int, int], dst: tuple[int, int], fit: str) -> _Geometry:
+    """Where a `src` (h, w) image goes in a `dst` (h, w) output for `fit`."""
+    (sh, sw), (dh, dw) = src, dst
+    if fit == "stretch":
+        return _Geometry((dh, dw), (0, 0), (0, 0), dst)
+    if fit == "crop":
+        scale = max(dh / sh, dw / sw)
+        h, w = max(dh, round(sh * scale)), max(dw, round(sw * scale))
+        return _Geometry((h, w), ((h - dh) // 2, (w - dw) // 2), (0, 0), dst)
+    scale = min(dh / sh, dw / sw)
+    h, w = min(dh, max(1, round(sh * scale))), min(dw, max(1, round(sw * scale)))
+    return _Geometry((h, w), (0, 0), ((dh - h) // 2, (dw - w) // 2), dst, letterbox=True)
+
+
+def _place(image: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """Crop or pad an already scaled image (`[h, w, ...]`) into the output frame."""
+    if image.shape[:2] == geo.out:
+        return image
+    (dh, dw), (top, left) = geo.out, geo.crop
+    if not geo.letterbox:
+        return np.ascontiguousarray(image[top : top + dh, left : left + dw])
+    out = np.zeros((dh, dw, *image.shape[2:]), dtype=image.dtype)
+    pt, pl = geo.pad
+    out[pt : pt + image.shape[0], pl : pl + image.shape[1]] = image
+    return out
+
+
+def _max_side_size(src: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
+    """The (h, w) that brings the longer side down to `max_side` (aspect kept), or None when already within."""
+    if max_side is None:
+        return None
+    if int(max_side) <= 0:
+        raise VideoError(f"max_side must be a positive number of pixels, got {max_side}")
+    h, w = src
+    if max(h, w) <= max_side:
+        return None
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+# -- pure functions on arrays ----------------------------------------------------------------------------------
+
+
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Source index shown at each output time k / dst_fps (sample-and-hold), covering the source duration."""
+    src_fps, dst_fps = _check_fps(src_fps, "src_fps"), _check_fps(dst_fps, "dst_fps")
+    count = max(1, math.ceil(num_frames * dst_fps / src_fps - 1e-6)) if num_frames else 0
+    idx = np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64)
+    return np.minimum(idx, num_frames - 1)
+
+
+def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Frames `[T, ...]` at `dst_fps`, each output time taking the source frame shown then (drop or repeat)."""
+    if not isinstance(frames, np.ndarray) or frames.ndim < 1 or frames.shape[0] == 0:
+        raise VideoError(f"resample_fps needs a non-empty array [T, ...], got {getattr(frames, 'shape', frames)!r}")
+    return frames[resample_indices(frames.shape[0], src_fps, dst_fps)]
+
+
+def trim(frames: np.ndarray, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Frames `[T, ...]` whose timestamp i / fps lies in [start, end) seconds."""
+    fps = _check_fps(fps)
+    if start < 0 or (end is not None and end <= start):
+        raise VideoError(f"trim needs 0 <= start < end, got start={start}, end={end}")
+    first = math.ceil(start * fps - 1e-6)
+    last = frames.shape[0] if end is None else min(frames.shape[0], math.ceil(end * fps - 1e-6))
+    if last <= first:
+        raise VideoError(
+            f"trim [{start}, {end}) s keeps no frames of a {frames.shape[0] / fps:.3f} s clip; pick a range inside it"
+        )
+    return frames[first:last]
+
+
+def _resize_image(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return cv2.resize(image, (w, h), interpolation=interpolation)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int], fit: Fit = "crop") -> np.ndarray:
+    """Frames `[T, H, W, C]` (or one `[H, W, C]`) resized to `size` (h, w): centre-crop, letterbox or stretch."""
+    size, fit = _check_size(size), _check_fit(fit)
+    if not isinstance(frames, np.ndarray) or frames.ndim not in (3, 4):
+        raise VideoError(f"resize_frames needs [T, H, W, C] or [H, W, C], got {getattr(frames, 'shape', frames)!r}")
+    if frames.ndim == 3:
+        return resize_frames(frames[None], size, fit)[0]
+    geo = _geometry(frames.shape[1:3], size, fit)
+    shrink = geo.scaled[0] * geo.scaled[1] < frames.shape[1] * frames.shape[2]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = np.empty((frames.shape[0], *size, frames.shape[3]), dtype=frames.dtype)
+    for t, frame in enumerate(frames):
+        scaled = _resize_image(frame, geo.scaled, interp)
+        out[t] = _place(scaled.reshape(*geo.scaled, frames.shape[3]), geo)
+    return out
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int], fit: Fit = "crop") -> np.ndarray:
+    """Bool masks `[..., H, W]` resized to `size` (h, w) with nearest neighbour and the same geometry as frames."""
+    size, fit = _check_size(size), _check_fit(fit)
+    if not isinstance(masks, np.ndarray) or masks.ndim < 2:
+        raise VideoError(f"resize_masks needs bool [..., H, W], got {getattr(masks, 'shape', masks)!r}")
+    if masks.dtype != bool:
+        raise VideoError(f"resize_masks needs bool masks, got {masks.dtype}; threshold them first (masks > 0)")
+    lead, (h, w) = masks.shape[:-2], masks.shape[-2:]
+    flat = masks.reshape(-1, h, w).view(np.uint8)
+    geo = _geometry((h, w), size, fit)
+    out = np.empty((flat.shape[0], *size), dtype=bool)
+    for i, mask in enumerate(flat):
+        out[i] = _place(_resize_image(mask, geo.scaled, cv2.INTER_NEAREST), geo).astype(bool)
+    return out.reshape(*lead, *size)
+
+
+# -- probing and decoding --------------------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"no such video file: {path}")
+    if path.is_dir():
+        raise VideoError(f"{path} is a folder, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path} is empty (0 bytes); the upload or copy did not finish, try again")
+    try:
+        container = av.open(str(path), "r")
+    except av.error.FFmpegError as err:
+        raise VideoError(
+            f"{path.name} is not a video FFmpeg can read ({err.strerror or err}); "
+            "upload an mp4/mov/mkv/webm/avi/gif file, or convert it with `ffmpeg -i in out.mp4`"
+        ) from err
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
+        raise VideoError(f"{path.name} has no video stream (found: {', '.join(kinds)}); it is not a video")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if (stream.width or 0) * (stream.height or 0) > MAX_SOURCE_PIXELS:
+        container.close()
+        raise VideoError(
+            f"{path.name} is {stream.width}x{stream.height}, larger than the {MAX_SOURCE_PIXELS} pixels per frame "
+            "this studio decodes; downscale it first (e.g. `ffmpeg -i in -vf scale=-2:1080 out.mp4`)"
+        )
+    return container, stream
+
+
+def _nominal_fps(stream: av.video.stream.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 0 < float(rate) < 1000:
+            return float(rate)
+    return 25.0
+
+
+def _stream_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def _rotation_of(frame: av.VideoFrame) -> int:
+    try:
+        rotation = frame.rotation
+    except Exception:  # noqa: BLE001 - a malformed display matrix means "no rotation"
+        return 0
+    return int(round((rotation or 0) / 90.0)) * 90 % 360
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Size, fps, frame count, duration, rotation and codec of a video file; decodes only its first frame."""
+    container, stream = _open(path)
+    try:
+        rotation = 0
+        try:
+            for frame in container.decode(stream):
+                rotation = _rotation_of(frame)
+                break
+            else:
+                raise VideoError(f"{Path(path).name} has a video stream but no frame decodes; it is empty or corrupt")
+        except av.error.FFmpegError as err:
+            raise VideoError(f"{Path(path).name}: no frame decodes ({err}); the file is corrupt") from err
+        fps = _nominal_fps(stream)
+        duration = _stream_duration(container, stream)
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0:
+            num_frames = max(1, round((duration or 0.0) * fps))
+        if duration is None:
+            duration = num_frames / fps
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            w, h = h, w
+        return VideoInfo(
+            path=str(path),
+            width=int(w),
+            height=int(h),
+            fps=fps,
+            num_frames=num_frames,
+            duration=float(duration),
+            rotation=rotation,
+            codec=stream.codec_context.name,
+            container=container.format.name,
+            has_audio=bool(container.streams.audio),
+        )
+    finally:
+        container.close()
+
+
+class FrameIterator(Iterator[np.ndarray]):
+    """Streams decoded frames uint8 `[H, W, 3]`; after exhaustion `stopped_at` / `error` tell whether it ended early.
+
+    Frames are picked by timestamp: with `fps`, output time k / fps (from `start`) shows the last source frame
+    whose pts is at or before it, so VFR sources come out evenly timed. Only the frames that are output get
+    converted and scaled (swscale, one step), so memory stays at one output frame plus the decoder's own.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        fit: Fit = "crop",
+        start: float = 0.0,
+        end: float | None = None,
+        max_side: int | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.fps = None if fps is None else _check_fps(fps)
+        self.size = _check_size(size)
+        self.fit = _check_fit(fit)
+        if start is None or start < 0 or (end is not None and end <= start):
+            raise VideoError(f"need 0 <= start < end seconds, got start={start}, end={end}")
+        self.start, self.end = float(start), (None if end is None else float(end))
+        self.max_side = max_side
+        self.stopped_at: float | None = None  # seconds where a corrupt / truncated stream ended decoding
+        self.error: str | None = None
+        self.skipped_packets = 0  # packets that failed to decode and were skipped (errors concealed)
+        self.num_output = 0
+        self._gen = self._frames()
+
+    def __iter__(self) -> FrameIterator:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    # one output frame: rotate + scale + place, done by swscale where possible
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        rotation = _rotation_of(frame)
+        coded = (frame.height, frame.width)
+        display = coded if rotation in (0, 180) else coded[::-1]
+        size = self.size or _max_side_size(display, self.max_side)
+        if size is None:
+            geo = _Geometry(display, (0, 0), (0, 0), display)
+        else:
+            geo = _geometry(display, size, self.fit)
+        sh, sw = geo.scaled if rotation in (0, 180) else geo.scaled[::-1]
+        if (sh, sw) == coded:
+            image = frame.to_ndarray(format="rgb24")
+        else:
+            interpolation = "AREA" if sh * sw < coded[0] * coded[1] else "BILINEAR"
+            image = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interpolation).to_ndarray()
+        if rotation:
+            image = np.rot90(image, k=rotation // 90)
+        return np.ascontiguousarray(_place(image, geo))
+
+    def _decoded(self, container, stream) -> Iterator[tuple[av.VideoFrame, float]]:
+        """(frame, seconds since the stream start) in presentation order; stops on an unrecoverable error."""
+        tb = stream.time_base
+        t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else None
+        nominal = 1.0 / _nominal_fps(stream)
+        last_t, bad = None, 0
+        if self.start > 1.0 and tb:
+            try:  # jump near the start; the frames before it are decoded and dropped below
+                container.seek(int(((t0 or 0.0) + self.start - 1.0) / tb), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0)
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as err:
+                self.error = f"demuxing failed: {err}"
+                break
+            try:
+                frames = packet.decode()
+                bad = 0
+            except av.error.FFmpegError as err:
+                bad += 1
+                self.skipped_packets += 1
+                if bad >= _MAX_BAD_PACKETS:
+                    self.error = f"{bad} packets in a row failed to decode: {err}"
+                    break
+                continue
+            for frame in frames:
+                t = None if frame.pts is None or not tb else float(frame.pts * tb)
+                if t is not None and t0 is None:
+                    t0 = t
+                t = None if t is None else t - t0
+                if t is None or (last_t is not None and t <= last_t):  # missing / repeated pts: assume nominal rate
+                    t = 0.0 if last_t is None else last_t + nominal
+                last_t = t
+                yield frame, t
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        container, stream = _open(self.path)
+        try:
+            duration = _stream_duration(container, stream)
+            nominal = 1.0 / _nominal_fps(stream)
+            step = None if self.fps is None else 1.0 / self.fps
+            end = math.inf if self.end is None else self.end
+            k = 0  # next output index (with fps): output time start + k * step
+            prev: tuple[av.VideoFrame, float] | None = None
+            last_t = None
+            reached_end = False
+            for frame, t in self._decoded(container, stream):
+                last_t = t
+                if step is None:
+                    if t >= end - _EPS:
+                        reached_end = True
+                        break
+                    if t >= self.start - _EPS:
+                        self.num_output += 1
+                        yield self._convert(frame)
+                    continue
+                # output times before this frame's pts show the previous frame (this one when there is none)
+                while (target := self.start + k * step) < end - _EPS and target < t - _EPS:
+                    k += 1
+                    self.num_output += 1
+                    yield self._convert(prev[0] if prev is not None else frame)
+                if self.start + k * step >= end - _EPS:
+                    reached_end = True
+                    break
+                prev = (frame, t)
+            if not reached_end and step is not None and prev is not None:
+                # end of stream: the last frame stays on screen for its duration
+                frame, t = prev
+                dur = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else nominal
+                while self.start + k * step < min(end, t + (dur if dur > 0 else nominal)) - _EPS:
+                    k += 1
+                    self.num_output += 1
+                    yield self._convert(frame)
+            if not reached_end and last_t is not None and not self.error and duration:
+                if last_t + 2 * nominal < min(duration, end) - 0.5:
+                    self.error = f"the stream ended at {last_t:.2f} s but the container says {duration:.2f} s"
+            if self.error and last_t is not None:
+                self.stopped_at = last_t
+            name = Path(self.path).name
+            if self.num_output == 0:
+                if last_t is None:
+                    why = f" ({self.error})" if self.error else ""
+                    raise VideoError(f"{name}: no frame could be decoded{why}; the file is empty or corrupt")
+                raise VideoError(
+                    f"{name}: no frames in [{self.start}, {self.end}) s; the video ends at {last_t:.2f} s, "
+                    "pick a range inside it"
+                )
+            if self.stopped_at is not None:
+                warnings.warn(
+                    f"{name}: decoding stopped at {self.stopped_at:.2f} s ({self.error}); "
+                    f"kept the {self.num_output} frames before it; re-export or re-upload the file to get the rest",
+                    VideoDecodeWarning,
+                    stacklevel=3,
+                )
+        finally:
+            container.close()
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    fit: Fit = "crop",
+    start: float = 0.0,
+    end: float | None = None,
+    max_side: int | None = None,
+) -> FrameIterator:
+    """Stream frames uint8 `[H, W, 3]` RGB, resampled to `fps` by timestamp, resized to `size` (h, w) while decoding.
+
+    `max_side` caps the longer side when no `size` is given. A truncated stream ends early with a
+    `VideoDecodeWarning` and `stopped_at` set on the returned iterator; nothing decodable raises `VideoError`.
+    """
+    return FrameIterator(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side)
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    fit: Fit = "crop",
+    start: float = 0.0,
+    end: float | None = None,
+    max_seconds: float | None = None,
+    max_side: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Video:
+    """Decode `[start, end)` of a file into a `Video`, resampled and resized while decoding.
+
+    Refuses, before decoding, a range longer than `max_seconds` or an output array larger than `max_bytes`.
+    """
+    info = probe_video(path)
+    span = max(0.0, (info.duration if end is None else min(end, info.duration)) - start)
+    if max_seconds is not None and span > max_seconds + 1e-3:
+        raise VideoError(
+            f"{Path(path).name} is {info.duration:.1f} s long ({span:.1f} s from start={start}), over the "
+            f"{max_seconds:g} s limit; trim it (end=start+{max_seconds:g}) or raise the limit"
+        )
+    out_fps = fps or info.fps
+    out_size = size or _max_side_size((info.height, info.width), max_side) or (info.height, info.width)
+    estimate = math.ceil(span * out_fps) * out_size[0] * out_size[1] * 3
+    if estimate > max_bytes:
+        raise VideoError(
+            f"decoding {Path(path).name} at {out_size[1]}x{out_size[0]}, {out_fps:g} fps for {span:.1f} s needs "
+            f"~{estimate / 1024**3:.1f} GiB, over the {max_bytes / 1024**3:.1f} GiB limit; pass a smaller size / "
+            "max_side / fps, a shorter start..end, or iterate with iter_frames()"
+        )
+    frames_iter = iter_frames(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VideoDecodeWarning)
+        frames = np.stack(list(frames_iter))
+    notes = [str(w.message) for w in caught if issubclass(w.category, VideoDecodeWarning)]
+    for note in notes:
+        warnings.warn(note, VideoDecodeWarning, stacklevel=2)
+    return Video(frames, out_fps, str(path), stopped_at=frames_iter.stopped_at, warnings=notes)
+
+
+# -- encoding --------------------------------------------------------------------------------------------------
+
+
+def _rate(fps: float) -> Fraction:
+    return Fraction(_check_fps(fps)).limit_denominator(1001)
+
+
+def _pad_even(frames: np.ndarray) -> np.ndarray:
+    """Pad bottom/right by one replicated row/column where H or W is odd (yuv420p needs even sizes)."""
+    t, h, w, _ = frames.shape
+    ph, pw = h % 2, w % 2
+    if not (ph or pw):
+        return frames
+    return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+class _AudioCopy:
+    """The first audio track of a source file, re-encoded as AAC into an output container (stream added up front)."""
+
+    def __init__(self, container, source: str | os.PathLike, start: float) -> None:
+        try:
+            self.src = av.open(str(source), "r")
+        except av.error.FFmpegError as err:
+            raise VideoError(f"cannot read audio from {source}: {err}") from err
+        self.container, self.start, self.out_stream = container, start, None
+        if not self.src.streams.audio:
+            self.src.close()
+            return
+        self.in_stream = self.src.streams.audio[0]
+        self.rate = self.in_stream.codec_context.sample_rate or 44100
+        self.layout = "mono" if self.in_stream.codec_context.channels == 1 else "stereo"
+        self.out_stream = container.add_stream("aac", rate=self.rate)
+        self.out_stream.layout = self.layout
+
+    def write(self, duration: float) -> None:
+        """Encode `duration` seconds from `start`."""
+        if self.out_stream is None:
+            return
+        try:
+            resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
+            if self.start > 0:
+                self.src.seek(int(self.start * 1_000_000))
+            written, limit = 0, int(round(duration * self.rate))
+            for frame in self.src.decode(self.in_stream):
+                if frame.time is not None and frame.time + frame.samples / frame.sample_rate <= self.start:
+                    continue
+                for out in resampler.resample(frame):
+                    n = min(out.samples, limit - written)
+                    if n <= 0:
+                        break
+                    if n < out.samples:
+                        arr = np.ascontiguousarray(out.to_ndarray()[:, :n])
+                        out = av.AudioFrame.from_ndarray(arr, format="fltp", layout=self.layout)
+                        out.sample_rate = self.rate
+                    out.pts, out.time_base = written, Fraction(1, self.rate)
+                    written += n
+                    for packet in self.out_stream.encode(out):
+                        self.container.mux(packet)
+                if written >= limit:
+                    break
+            for packet in self.out_stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.src.close()
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    *,
+    crf: int = 18,
+    audio_from: str | os.PathLike | None = None,
+    audio_start: float = 0.0,
+    preset: str = "medium",
+) -> Path:
+    """Encode frames uint8 `[T, H, W, 3]` as H.264 yuv420p mp4 (odd sizes padded to even), optionally with audio.
+
+    `audio_from` copies the first audio track of another file (re-encoded to AAC, from `audio_start`, cut to the
+    video's length). The file is written with `+faststart` so browsers can play it while it loads.
+    """
+    frames = _pad_even(check_frames(frames))
+    rate = _rate(fps)
+    if audio_from is not None and not Path(audio_from).is_file():
+        raise VideoError(f"audio_from: no such file {audio_from}; pass the source video whose sound to copy")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    try:
+        with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": str(int(crf)), "preset": preset}
+            audio = _AudioCopy(container, audio_from, audio_start) if audio_from is not None else None
+            for i, image in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i  # in the codec's time base, 1 / rate
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+            if audio is not None:
+                audio.write(frames.shape[0] / float(rate))
+    except av.error.FFmpegError as err:
+        raise VideoError(f"writing {path} failed: {err}") from err
+    return path
+
+
+def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 23) -> Path:
+    """Write a short clip fast (x264 `ultrafast`), for streaming each finished clip and for previews."""
+    return write_video(path, frames, fps, crf=crf, preset="ultrafast")
