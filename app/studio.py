@@ -115,6 +115,7 @@ def build_studio(engines: Engines) -> gr.Blocks:
                         frame_img = gr.Image(
                             label="Click to add points to the chosen object",
                             interactive=False,
+                            format="jpeg",
                             elem_id="mask-frame",
                         )
                     with gr.Column(scale=2):
@@ -350,7 +351,9 @@ def build_edit_tab(engines: Engines) -> dict[str, Any]:
                 ui["undo"] = gr.Button("Undo", elem_id="edit-undo")
                 ui["redo"] = gr.Button("Redo", elem_id="edit-redo")
             ui["frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", elem_id="edit-frame")
-            ui["preview"] = gr.Image(label="Edited motion (live preview)", interactive=False, elem_id="edit-preview")
+            ui["preview"] = gr.Image(
+                label="Edited motion (live preview)", interactive=False, format="jpeg", elem_id="edit-preview"
+            )
             ui["render_video"] = gr.Button("Render preview video")
             ui["video"] = gr.Video(label="Edited motion", interactive=False)
         with gr.Column(scale=2):
