@@ -47,7 +47,8 @@ def _morph(masks: np.ndarray, radius: int, op: int) -> np.ndarray:
     radius = _check_int(radius, "radius", 0)
     if radius == 0:
         return masks.copy()
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    kernel = (yy**2 + xx**2 <= radius**2).astype(np.uint8)  # a true disc (cv2's MORPH_ELLIPSE is boxier)
     out = np.zeros_like(masks)
     h, w = masks.shape[1:]
     for i in range(len(masks)):
@@ -75,19 +76,15 @@ def erode(masks: np.ndarray, radius: int) -> np.ndarray:
 def temporal_smooth(masks: np.ndarray, window: int = 3) -> np.ndarray:
     """Majority vote over `window` (odd) neighbouring frames per pixel; removes one-frame flicker.
 
-    Windows are shortened at the ends of the sequence (ties keep the pixel on).
+    The sequence's end frames are repeated to fill windows that run past either end.
     """
     window = _check_int(window, "window", 1)
     if window % 2 == 0:
         raise EditError(f"temporal smoothing window must be odd (3, 5, ...), got {window}")
     if window == 1 or len(masks) == 1:
         return masks.copy()
-    r = window // 2
-    t_count = len(masks)
-    counts = np.zeros((t_count + 1, *masks.shape[1:]), dtype=np.int16)
-    np.cumsum(masks, axis=0, dtype=np.int16, out=counts[1:])
-    lo = np.maximum(np.arange(t_count) - r, 0)
-    hi = np.minimum(np.arange(t_count) + r + 1, t_count)
-    votes = counts[hi] - counts[lo]
-    sizes = (hi - lo)[:, None, None]
-    return 2 * votes >= sizes
+    r, t_count = window // 2, len(masks)
+    votes = np.zeros(masks.shape, dtype=np.uint8)
+    for k in range(-r, r + 1):
+        votes += masks[np.clip(np.arange(t_count) + k, 0, t_count - 1)]
+    return votes > r

@@ -38,6 +38,8 @@ def resample_indices(num_src: int, src_fps: float, dst_fps: float, speed: float 
 
 def trim_indices(num: int, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Keep frames whose time i / fps lies in [start, end) seconds."""
+    if start >= num / fps:
+        raise EditError(f"trim from {start} s keeps no frame of a {num / fps:.3g} s sequence; start earlier")
     end = num / fps if end is None else end
     if start < 0 or end <= start:
         raise EditError(f"trim needs 0 <= start < end, got start={start}, end={end}")
