@@ -128,7 +128,7 @@ SPATIAL_OPS: dict[str, tuple[tuple[str, ...], dict[str, Callable[[Any], str | No
             "steps": _any,
             "points": _any,
             "along": _choice(ALONG),
-            "tilt": _num(lo=0, hi=1),
+            "tilt": _num(lo=-1, hi=1),
             "start": _num(lo=0),
             "end": _num(lo=0),
         },

@@ -76,14 +76,16 @@ def terrain_warp(
     `along="time"`: progress runs from 0 at `start` to 1 at `end` seconds (default: the first and last frames
     where the subject is present);
     `along="x"`: progress is the contact's horizontal position in the frame (for subjects crossing the frame).
-    `tilt` in [0, 1] rotates the subject about its contact by that fraction of the slope angle.
+    `tilt` in [-1, 1] rotates the subject about its contact by that fraction of the slope angle: > 0 turns it with
+    the ground (a long body's front rises uphill: animals, vehicles), < 0 the other way (an upright runner leaning
+    into the hill).
     Frame i is at time `time_offset + i / fps`.
     """
     check_profile(profile, rise, steps, points)
     if along not in ALONG:
         raise EditError(f"terrain 'along' must be one of {list(ALONG)}, got {along!r}")
-    if isinstance(tilt, bool) or not isinstance(tilt, int | float) or not 0 <= tilt <= 1:
-        raise EditError(f"terrain tilt is a fraction of the slope angle in [0, 1], got {tilt!r}")
+    if isinstance(tilt, bool) or not isinstance(tilt, int | float) or not -1 <= tilt <= 1:
+        raise EditError(f"terrain tilt is a fraction of the slope angle in [-1, 1], got {tilt!r}")
     t_count, h, w = masks.shape
     boxes = [mask_bbox(m) for m in masks]
     contacts = [anchor_point(masks[i], "bottom", boxes[i]) for i in range(t_count)]

@@ -76,6 +76,9 @@ def test_tilt_turns_the_subject_with_the_ground():
     ys, xs = np.nonzero(tilted[4])
     angle = -np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0]))  # image y grows downwards
     assert abs(angle - steep) < 3.0
+    leaning = terrain_warp(masks, 8.0, "uphill", rise=0.4, along="x", tilt=-1.0)  # the other way: front drops
+    ys, xs = np.nonzero(leaning[4])
+    assert abs(-np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0])) + steep) < 3.0
 
 
 def test_stairs_and_arc_profiles():

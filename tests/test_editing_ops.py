@@ -114,7 +114,7 @@ def test_bad_anchor_and_terrain_inputs_raise_clear_errors():
     with pytest.raises(EditError, match="polyline terrain needs points"):
         terrain_warp(numbered(2), 8.0, "polyline", points=[[0, 0]])
     with pytest.raises(EditError, match="tilt"):
-        terrain_warp(numbered(2), 8.0, "uphill", tilt=2)
+        terrain_warp(numbered(2), 8.0, "uphill", tilt=-1.5)
 
 
 def test_empty_frames_stay_empty_under_every_spatial_edit():

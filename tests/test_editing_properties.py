@@ -130,7 +130,7 @@ spatial_op = st.one_of(
     ),
     st.fixed_dictionaries(
         {"op": st.just("terrain"), "profile": st.sampled_from(["flat", "uphill", "downhill", "arc", "stairs"])},
-        optional={"rise": st.floats(-0.5, 0.5), "tilt": st.floats(0, 1), "along": st.sampled_from(["time", "x"])},
+        optional={"rise": st.floats(-0.5, 0.5), "tilt": st.floats(-1, 1), "along": st.sampled_from(["time", "x"])},
     ),
     st.fixed_dictionaries({"op": st.sampled_from(["dilate", "erode"]), "radius": st.integers(0, 2)}),
     st.fixed_dictionaries({"op": st.just("smooth"), "window": st.sampled_from([1, 3])}),
