@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from editing.timeline import resample_indices
 from editing.transforms import EditError
 from mvideo_core.masks import MaskSet
+from mvideo_core.video_io import resize_masks
 
 FITS = ("crop", "letterbox", "stretch")
 OCCLUSIONS = ("full", "visible")
@@ -33,28 +33,13 @@ class Layer:
 
 
 def fit_size(masks: np.ndarray, size: tuple[int, int], fit: str = "crop") -> np.ndarray:
-    """Resize bool [T, h, w] to `size` (H, W) with nearest neighbour: crop (cover), letterbox (fit, pad), stretch."""
+    """Resize bool [T, h, w] to `size` (H, W), nearest neighbour, with the same geometry as the video frames
+    (`mvideo_core.video_io.resize_masks`): crop (cover), letterbox (fit, pad) or stretch."""
     if fit not in FITS:
         raise EditError(f"fit must be one of {list(FITS)}, got {fit!r}")
-    th, tw = size
-    t_count, h, w = masks.shape
-    if (h, w) == (th, tw):
+    if masks.shape[1:] == tuple(size):
         return masks
-    if fit == "stretch":
-        sw, sh, ox, oy = tw, th, 0, 0
-    else:
-        s = max(th / h, tw / w) if fit == "crop" else min(th / h, tw / w)
-        sw, sh = max(1, round(w * s)), max(1, round(h * s))
-        ox, oy = (tw - sw) // 2, (th - sh) // 2  # negative when cropping
-    out = np.zeros((t_count, th, tw), dtype=bool)
-    # Destination window and the matching part of the scaled frame.
-    dx0, dy0, dx1, dy1 = max(ox, 0), max(oy, 0), min(ox + sw, tw), min(oy + sh, th)
-    for i in range(t_count):
-        if not masks[i].any():
-            continue
-        scaled = cv2.resize(masks[i].view(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST).view(bool)
-        out[i, dy0:dy1, dx0:dx1] = scaled[dy0 - oy : dy1 - oy, dx0 - ox : dx1 - ox]
-    return out
+    return resize_masks(masks, tuple(size), fit)
 
 
 def placement_indices(num_layer: int, num_frames: int, offset_frames: int, extend: str = "none") -> np.ndarray:

@@ -64,6 +64,7 @@ from editing.transforms import EditError, check_anchor, check_keyframes, keyfram
 from mvideo_core.masks import MaskSet
 
 VERSION = 1
+MAX_LAYER_CELLS = 2**31  # bool pixels x frames per layer (2 GiB): 480x720 allows ~6200 frames (13 min at 8 fps)
 
 
 class RecipeError(ValueError):
@@ -264,6 +265,13 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
             raise RecipeError(f"target.{k} {msg}")
     if extra := sorted(set(target) - set(TARGET_FIELDS)):
         raise RecipeError(f"target has unknown fields {extra}; known: {list(TARGET_FIELDS)}")
+    cells = target["num_frames"] * target["width"] * target["height"]
+    if cells > MAX_LAYER_CELLS:
+        raise RecipeError(
+            f"target {target['width']}x{target['height']} x {target['num_frames']} frames needs "
+            f"{cells / 2**30:.1f} GiB per layer, over the {MAX_LAYER_CELLS / 2**30:.0f} GiB limit; "
+            "use fewer frames or a smaller size (the model works at 480x720)"
+        )
     if msg := _choice(OCCLUSIONS)(recipe.get("occlusion", "full")):
         raise RecipeError(f"occlusion {msg}")
     layers = recipe.get("layers")

@@ -27,11 +27,11 @@ def _check_count(n: int) -> int:
 
 def resample_indices(num_src: int, src_fps: float, dst_fps: float, speed: float = 1.0) -> np.ndarray:
     """Indices that play `num_src` frames at `speed` x, sampled at `dst_fps`: frame j shows source time
-    j * speed / dst_fps (nearest earlier frame); the result covers the source once."""
+    j * speed / dst_fps (sample-and-hold, as `mvideo_core.video_io.resample_indices`); covers the source once."""
     src_fps, dst_fps = _check_positive(src_fps, "source fps"), _check_positive(dst_fps, "target fps")
     speed = _check_positive(speed, "speed")
     duration = num_src / src_fps / speed  # seconds the played clip lasts
-    n = _check_count(max(1, int(np.floor(duration * dst_fps + 1e-6))))
+    n = _check_count(max(1, int(np.ceil(duration * dst_fps - 1e-6))))
     idx = np.floor(np.arange(n) * speed * src_fps / dst_fps + 1e-6).astype(np.int64)
     return np.minimum(idx, num_src - 1)
 
