@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,6 @@ def list_samples() -> list[str]:
 def load_sample(engines: Engines, session: Session, name: str) -> VideoSummary:
     """A procedural sample from assets/ (no upload needed); its ground-truth masks are not used."""
     from mvideo_core.samples import load_sample as _load
-
     from mvideo_core.video_io import write_video
 
     if not name:
@@ -858,3 +857,163 @@ def load_recipe_file(engines: Engines, session: Session, path: str | Path | None
     except RecipeError as err:
         raise StudioError(f"{Path(path).name} is not a usable recipe: {err}") from err
     return _push(engines, session, recipe)
+
+
+# -- step 4: generate --------------------------------------------------------------------------------------------
+@dataclass
+class GenerationUpdate:
+    """One step of a streamed generation: a newly finished clip, all clips so far, and at the end the outputs."""
+
+    status: str
+    clip: str | None = None
+    clips: tuple[str, ...] = ()
+    final: str | None = None
+    record: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """The Generate form, checked."""
+
+    prompt: str
+    negative_prompt: str
+    seconds: int
+    steps: int
+    guidance: float
+    seed: int
+    start_image: np.ndarray | None = None
+
+
+def check_generation(
+    engines: Engines,
+    prompt: str,
+    negative_prompt: str = "",
+    seconds: float = 4,
+    steps: float | None = None,
+    guidance: float | None = None,
+    seed: float | None = 0,
+    start_image: np.ndarray | None = None,
+) -> GenerationRequest:
+    """Validate the form with messages that say which field is wrong; also explains a missing generator."""
+    s = engines.settings
+    if engines.generator is None:
+        raise StudioError(generation_explanation(engines))
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise StudioError(
+            "write a prompt: what the video should show, e.g. 'an astronaut doing a backflip on the moon'"
+        )
+    step = s.clip_seconds
+    try:
+        seconds_f = float(seconds)
+    except (TypeError, ValueError) as err:
+        raise StudioError(f"length must be a number of seconds, got {seconds!r}") from err
+    if seconds_f < step or abs(seconds_f / step - round(seconds_f / step)) > 1e-6:
+        raise StudioError(
+            f"length must be a whole number of {step:g} s clips ({step:g}, {2 * step:g}, ...), got {seconds}"
+        )
+    steps = s.default_steps if steps in (None, "") else steps
+    if not float(steps).is_integer() or not 1 <= int(steps) <= 500:
+        raise StudioError(f"steps must be a whole number in 1..500, got {steps}")
+    guidance = s.default_guidance if guidance in (None, "") else float(guidance)
+    if not 0 <= guidance <= 30:
+        raise StudioError(f"guidance must be in 0..30 (6 is typical; 0 or 1 turns it off), got {guidance}")
+    try:
+        seed_i = int(seed or 0)
+    except (TypeError, ValueError) as err:
+        raise StudioError(f"seed must be a whole number, got {seed!r}") from err
+    if start_image is not None:
+        start_image = np.asarray(start_image)
+        if start_image.ndim != 3 or start_image.shape[-1] not in (3, 4) or start_image.dtype != np.uint8:
+            raise StudioError(f"the start image must be an RGB picture, got an array of shape {start_image.shape}")
+        start_image = start_image[..., :3]
+    return GenerationRequest(prompt, (negative_prompt or "").strip(), int(round(seconds_f)), int(steps), guidance,
+                             seed_i, start_image)  # fmt: skip
+
+
+def condition_masks(engines: Engines, session: Session) -> Any | None:
+    """The motion condition: the edited masks when an edit exists, else the extracted ones; None = text only."""
+    if session.undo is not None and session.undo.current is not None:
+        return edited_masks(engines, session)
+    return session.masks
+
+
+def model_masks(engines: Engines, masks: Any, num_frames: int) -> np.ndarray:
+    """The union of `masks` at the model's size, looped or cut to `num_frames`: bool [F, H, W]."""
+    from mvideo_core.video_io import resize_masks
+
+    union = masks.union()  # bool [T, H, W]
+    if tuple(union.shape[1:]) != tuple(engines.settings.model_size):
+        union = resize_masks(union, engines.settings.model_size, fit="crop")
+    return union[np.arange(num_frames) % len(union)]
+
+
+def generation_dir(session: Session, form: GenerationRequest, masks: np.ndarray | None) -> Path:
+    """One folder per distinct generation; the same settings reuse it, so a stopped run resumes its clips."""
+    import hashlib
+
+    h = hashlib.sha1(
+        to_json([form.prompt, form.negative_prompt, form.seconds, form.steps, form.guidance, form.seed]).encode()
+    )
+    for extra in (masks, form.start_image):
+        h.update(b"-" if extra is None else np.ascontiguousarray(extra).tobytes())
+    return session.project.root / "generations" / h.hexdigest()[:12]
+
+
+def generate(engines: Engines, session: Session, form: GenerationRequest) -> Iterator[GenerationUpdate]:
+    """Stream a generation: one update per finished clip (its mp4 already on disk), then the final outputs."""
+    from mvideo_core.long_video import ClipResult, generate_long_video, num_clips_for
+
+    ensure_project(engines, session)
+    masks = condition_masks(engines, session)
+    num_clips = num_clips_for(form.seconds)
+    union = None if masks is None else model_masks(engines, masks, 32 * num_clips + 1)
+    out_dir = generation_dir(session, form, union)
+    h, w = engines.settings.model_size
+    what = "following your masks" if union is not None else "from text only (no masks yet)"
+    noise = " (tiny random model: NOISE)" if engines.settings.tiny_random else ""
+    yield GenerationUpdate(f"Generating {num_clips} clip(s) {what}{noise}…")
+    session.cancel.clear()
+    clips: list[str] = []
+    try:
+        stream = generate_long_video(
+            engines.generator,
+            form.prompt,
+            out_dir=out_dir,
+            seconds=form.seconds,
+            masks=union,
+            mask_fps=engines.settings.model_fps,
+            negative_prompt=form.negative_prompt or None,
+            seed=form.seed,
+            num_inference_steps=form.steps,
+            guidance_scale=form.guidance,
+            height=h,
+            width=w,
+            start_image=form.start_image,
+            cancel=session.cancel,
+        )
+        for item in stream:
+            if isinstance(item, ClipResult):
+                clips.append(str(item.path))
+                resumed = " (resumed from disk)" if item.resumed else ""
+                yield GenerationUpdate(
+                    f"Clip {item.index + 1} of {item.num_clips} finished{resumed}{noise}",
+                    clip=str(item.path),
+                    clips=tuple(clips),
+                )
+            else:
+                session.project.update_meta(last_generation=str(out_dir.relative_to(session.project.root)))
+                yield GenerationUpdate(
+                    f"Done: {len(clips)} clip(s), {item.num_frames} frames at {item.fps:g} fps{noise}. "
+                    f"Saved in project {session.project.project_id}.",
+                    clips=tuple(clips),
+                    final=str(item.path),
+                    record=str(item.generation_json),
+                )
+                return
+    except ValueError as err:
+        raise StudioError(f"generation failed: {err}") from err
+    yield GenerationUpdate(
+        f"Stopped after {len(clips)} finished clip(s); they are kept, and Generate with the same settings resumes.",
+        clips=tuple(clips),
+    )

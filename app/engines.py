@@ -125,46 +125,78 @@ def describe_tracker(tracker: Any) -> str:
 
 
 def build_grounder(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
+    """Grounding DINO when its weights are given or found; otherwise text detection is off (clicks still work)."""
+    off = (
+        "off: no Grounding DINO weights (pass --grounding-dino IDEA-Research/grounding-dino-tiny or a local folder); "
+        "click on objects instead"
+    )
     try:
         from mvideo_core.extraction import load_grounder
-    except ImportError as err:
-        return None, f"text detection is not available ({err})"
+    except ImportError:
+        load_grounder = None
     try:
-        grounder = load_grounder(
-            grounding_dino=getattr(args, "grounding_dino", None),
-            models_dir=getattr(args, "models_dir", None),
-            device=settings.device,
-            tiny_random=settings.tiny_random,
-        )
-    except Exception as err:  # missing weights: the studio still starts, clicks and boxes still work
-        return None, f"text detection off: {err}"
-    return grounder, describe_tracker(grounder)
+        if load_grounder is not None:
+            grounder = load_grounder(
+                grounding_dino=getattr(args, "grounding_dino", None),
+                models_dir=getattr(args, "models_dir", None),
+                device=settings.device,
+            )
+        elif getattr(args, "grounding_dino", None):
+            from mvideo_core.extraction.grounding import GroundingDinoDetector
+
+            grounder = GroundingDinoDetector(args.grounding_dino, device=settings.device)
+        else:
+            return None, off
+    except ImportError as err:
+        return None, f"off: text detection is not installed ({err})"
+    except Exception as err:  # noqa: BLE001 - missing weights: the studio still starts, clicks and boxes work
+        return None, f"off: {err}"
+    if grounder is None:
+        return None, off
+    return grounder, f"Grounding DINO ({getattr(grounder, 'source', 'loaded')})"
 
 
 def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
     """The MVideo pipeline, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
-    if settings.tiny_random:
-        try:
-            from mvideo_core.tiny import tiny_random_pipeline
-        except ImportError as err:
-            return None, f"the tiny demo model is not available ({err})"
-        pipe = tiny_random_pipeline(height=settings.model_size[0], width=settings.model_size[1])
-        return pipe, "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
     try:
-        from mvideo_core import weights
+        from mvideo_core.weights import WeightsError, load_mvideo_pipeline
     except ImportError as err:
         return None, f"generation is not installed ({err})"
-    try:
-        pipe = weights.load_pipeline(
-            base_model=args.base_model,
-            mvideo_weights=args.mvideo_weights,
-            models_dir=args.models_dir,
-            device=settings.device,
-            offload=args.offload,
+    if settings.tiny_random:
+        return _tiny_random_pipeline(load_mvideo_pipeline), (
+            "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
         )
-    except Exception as err:  # noqa: BLE001 - the message is shown to the user verbatim
+    if settings.device == "cpu" and not getattr(args, "device", None):
+        return None, (
+            "no CUDA GPU found: real CogVideoX generation needs one (about 20 GB of GPU memory with --offload). "
+            "Run on a GPU machine, force the CPU with --device cpu (hours per clip), or try --tiny-random"
+        )
+    try:
+        pipe = load_mvideo_pipeline(args.base_model, args.mvideo_weights, device=settings.device)
+    except WeightsError as err:
         return None, str(err)
-    return pipe, f"MVideo on {args.base_model or 'CogVideoX'} ({settings.device})"
+    if args.offload and settings.device.startswith("cuda"):
+        pipe.configure_memory(offload="model", vae_slicing=True, vae_tiling=True)
+    return pipe, f"MVideo on {args.base_model} with {args.mvideo_weights} ({settings.device})"
+
+
+def _tiny_random_pipeline(load: Callable) -> Any:
+    """A tiny random-weight CogVideoX saved to a temporary folder and loaded by the production loader."""
+    import atexit
+    import shutil
+    import tempfile
+    import warnings
+
+    from mvideo_core.tiny import save_tiny_base_model
+
+    folder = tempfile.mkdtemp(prefix="mvideo-tiny-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    save_tiny_base_model(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no MVideo weights": expected in the demo mode
+        pipe = load(folder, None, require_mvideo_weights=False)
+    pipe.set_progress_bar_config(desc="denoising")
+    return pipe
 
 
 def build_engines(args: argparse.Namespace) -> Engines:

@@ -1,8 +1,9 @@
 """Per-session project folders: everything a user makes is autosaved so that nothing is lost and work reopens.
 
 Layout of `<projects-dir>/<project-id>/`: `project.json` (what the folder holds), `source.<ext>` (the uploaded
-video), `masks.npz` (extracted masks), `recipe.json` (the edit), `clips/clip_NNN.mp4` (each generated clip),
-`outputs/` (final video, `generation.json`, exported files). Project ids are random tokens: knowing the id is
+video), `masks.npz` (extracted masks), `recipe.json` (the edit), `generations/<run>/` (each generated
+`clip_NNN.mp4`, `final.mp4` and `generation.json`; one folder per distinct setting, so a stopped run resumes),
+`outputs/` (previews and exported files). Project ids are random tokens: knowing the id is
 what lets a browser reopen a project, so two users never list or see each other's work.
 """
 
@@ -38,10 +39,6 @@ class Project:
     @property
     def project_id(self) -> str:
         return self.root.name
-
-    @property
-    def clips_dir(self) -> Path:
-        return self.root / "clips"
 
     @property
     def outputs_dir(self) -> Path:
@@ -115,7 +112,7 @@ class Project:
         return json.loads(self.recipe_path.read_text())
 
     def clip_paths(self) -> list[Path]:
-        return sorted(self.clips_dir.glob("clip_*.mp4"))
+        return sorted(self.root.glob("generations/*/clip_*.mp4"))
 
     def output_path(self, name: str) -> Path:
         """A path inside `outputs/` (created); `name` must be a plain file name."""
@@ -137,7 +134,6 @@ def create_project(projects_dir: str | Path) -> Project:
     """A fresh, empty project folder."""
     root = Path(projects_dir) / new_project_id()
     root.mkdir(parents=True, exist_ok=False)
-    (root / "clips").mkdir()
     (root / "outputs").mkdir()
     project = Project(root)
     project.update_meta(created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -484,13 +484,67 @@ def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
 
 # -- step 4 ----------------------------------------------------------------------------------------------------
 def build_generate_tab(engines: Engines) -> dict[str, Any]:
+    """Prompt and settings, a streaming player fed clip by clip, the gallery of clips, the final files."""
+    s = engines.settings
     ui: dict[str, Any] = {}
+    ready = engines.generator is not None
     ui["status"] = gr.Markdown(
-        engines.generation_status if engines.generator is not None else A.generation_explanation(engines),
+        f"**Generator:** {engines.generation_status}" if ready else A.generation_explanation(engines),
         elem_id="gen-status",
     )
+    with gr.Row():
+        with gr.Column(scale=2):
+            ui["prompt"] = gr.Textbox(label="Prompt", lines=3, placeholder="an astronaut doing a backflip on the moon")
+            ui["negative"] = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, distorted")
+            step = int(s.clip_seconds)
+            ui["seconds"] = gr.Slider(step, 8 * step, value=2 * step, step=step, label="Length (s, whole clips)")
+            with gr.Row():
+                ui["steps"] = gr.Slider(1, 100, value=s.default_steps, step=1, label="Steps")
+                ui["guidance"] = gr.Slider(0, 15, value=s.default_guidance, step=0.5, label="Guidance")
+                ui["seed"] = gr.Number(label="Seed", value=0, precision=0)
+            ui["start_image"] = gr.Image(label="Start image (optional)", type="numpy", sources=["upload"])
+            with gr.Row():
+                ui["go"] = gr.Button("Generate", variant="primary", interactive=ready, elem_id="generate")
+                ui["stop"] = gr.Button("Stop", elem_id="stop-generate")
+        with gr.Column(scale=3):
+            ui["progress"] = gr.Markdown("", elem_id="gen-progress")
+            ui["stream"] = gr.Video(
+                label="Streaming: each clip plays as soon as it is finished",
+                streaming=True,
+                autoplay=True,
+                interactive=False,
+                elem_id="gen-stream",
+            )
+            ui["gallery"] = gr.Gallery(label="Finished clips", columns=4, height=200, elem_id="gen-gallery")
+            ui["files"] = gr.File(
+                label="Final video and generation.json", file_count="multiple", interactive=False, elem_id="gen-files"
+            )
     return ui
 
 
 def wire_generate_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
-    return None
+    @_user_errors
+    def run(prompt, negative, seconds, steps, guidance, seed, start_image, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # fmt: skip
+        session = sess(request)
+        form = A.check_generation(engines, prompt, negative, seconds, steps, guidance, seed, start_image)
+        for update in A.generate(engines, session, form):
+            files = [f for f in (update.final, update.record) if f]
+            yield (
+                update.status,
+                update.clip,
+                list(update.clips),
+                files or None,
+            )
+
+    event = ui["go"].click(
+        gpu_function()(run),
+        [ui[k] for k in ("prompt", "negative", "seconds", "steps", "guidance", "seed", "start_image")],
+        [ui["progress"], ui["stream"], ui["gallery"], ui["files"]],
+        concurrency_id="gpu",
+    )
+
+    def stop(request: gr.Request):
+        sess(request).cancel.set()
+        return "Stopping after the current step; finished clips are kept in the project."
+
+    ui["stop"].click(stop, None, [ui["progress"]], cancels=[event], queue=False)
