@@ -32,7 +32,7 @@ class TrainConfig:
     # -- model ------------------------------------------------------------------------------------------------
     base_model: str = "THUDM/CogVideoX-5b"  # diffusers folder or hub id (transformer/, scheduler/ subfolders)
     lora_rank: int = 128
-    lora_alpha: float = 128.0
+    lora_alpha: int = 128
     lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     train_mask_weights: bool = True  # the zero-initialised mask input channels are trained with the LoRA
 
@@ -43,6 +43,7 @@ class TrainConfig:
     num_frames: int = 33  # t1 = 4 s at 8 fps, 4k + 1 frames for the causal VAE
     condition_height: int = 256
     condition_width: int = 384
+    condition_frames: int = 33  # t2 = 4 s of motion condition at 8 fps, 4k + 1 frames
 
     # -- loss (paper eq. 2) -----------------------------------------------------------------------------------
     consistency_weight: float = 1.0  # alpha in L = L_d + alpha * L_c; 0 switches the teacher off
@@ -74,7 +75,7 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
     report_to: str = "tensorboard"  # tensorboard | none | any accelerate tracker name
     logging_steps: int = 1
-    export_name: str = "mvideo_weights.safetensors"
+    export_name: str = "mvideo.safetensors"  # the file MVideoPipeline loads (--mvideo-weights)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,6 +89,7 @@ class TrainConfig:
             "num_frames",
             "condition_height",
             "condition_width",
+            "condition_frames",
             "max_train_steps",
             "train_batch_size",
             "gradient_accumulation_steps",
@@ -106,6 +108,8 @@ class TrainConfig:
             raise ConfigError(
                 f"`num_frames` must be 4k + 1 for the CogVideoX VAE (e.g. 33 or 49), got {self.num_frames}"
             )
+        if (self.condition_frames - 1) % 4:
+            raise ConfigError(f"`condition_frames` must be 4k + 1 for the CogVideoX VAE, got {self.condition_frames}")
         if self.fps <= 0:
             raise ConfigError(f"`fps` must be positive, got {self.fps}")
         if self.learning_rate <= 0:
@@ -193,6 +197,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)  # YAML 1.1 reads "2e-4" as a string
         except ValueError:
             pass
+    if key == "mixed_precision" and value is False:
+        return "no"  # YAML 1.1 reads an unquoted `no` as false
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"`{key}` must be true or false, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
