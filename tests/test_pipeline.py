@@ -1,0 +1,246 @@
+"""MVideoPipeline end to end on tiny random models: shapes, guidance branches, callbacks, seeds, input errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from mvideo_core.masks import MaskSet
+from mvideo_core.pipeline_mvideo import MVideoPipeline, default_condition_size
+from mvideo_core.tiny import (
+    TINY_LATENT_CHANNELS,
+    tiny_scheduler,
+    tiny_text_encoder,
+    tiny_tokenizer,
+    tiny_transformer,
+    tiny_vae,
+)
+from mvideo_core.transformer import ConditionLatents, MVideoTransformer3DModel
+
+T, H, W = 9, 64, 96
+C = TINY_LATENT_CHANNELS
+
+
+def make_pipe(style="2b"):
+    transformer = MVideoTransformer3DModel.from_cogvideox(tiny_transformer(style, seed=1))
+    pipe = MVideoPipeline(tiny_tokenizer(), tiny_text_encoder(), tiny_vae(), transformer, tiny_scheduler(style))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipe("2b")
+
+
+@pytest.fixture
+def masks():
+    m = np.zeros((T, H, W), dtype=bool)
+    for t in range(T):
+        m[t, 10:40, 5 + 8 * t : 35 + 8 * t] = True  # a square moving right
+    return m
+
+
+def _run(pipe, seed=0, **kwargs):
+    kwargs.setdefault("prompt", "a dog running in a park")
+    kwargs.setdefault("num_inference_steps", 2)
+    return pipe(generator=torch.Generator().manual_seed(seed), **kwargs).frames
+
+
+@pytest.fixture
+def spy(pipe, monkeypatch):
+    """Record what the transformer receives on every call."""
+    calls = []
+    real = pipe.transformer.forward
+
+    def forward(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward", forward)
+    return calls
+
+
+@pytest.mark.parametrize("guidance", [6.0, 1.0])
+def test_output_shapes_with_and_without_guidance(pipe, masks, guidance):
+    frames = _run(pipe, masks=masks, guidance_scale=guidance)
+    assert frames.shape == (1, T, H, W, 3) and frames.dtype == np.float32
+    assert 0.0 <= frames.min() and frames.max() <= 1.0
+    latents = _run(pipe, masks=masks, guidance_scale=guidance, output_type="latent")
+    assert latents.shape == (1, 3, C, H // 8, W // 8)  # [B, F, C, H, W]
+
+
+def test_pil_output_and_tuple_return(pipe):
+    (video,) = pipe(
+        "a cat", num_frames=T, height=H, width=W, num_inference_steps=1, output_type="pil", return_dict=False
+    )
+    assert len(video) == 1 and len(video[0]) == T and video[0][0].size == (W, H)
+
+
+def test_guidance_is_on_text_only_mask_and_conditions_in_both_branches(pipe, masks, spy):
+    prev = (np.random.default_rng(0).random((T, H, W, 3)) * 255).astype(np.uint8)
+    _run(pipe, masks=masks, previous_frames=prev, guidance_scale=6.0)
+    call = spy[0]
+    assert call["hidden_states"].shape[0] == 2 and call["encoder_hidden_states"].shape[0] == 2
+    neg, pos = call["encoder_hidden_states"].chunk(2)
+    assert not torch.equal(neg, pos)  # the text differs between branches ...
+    m_uncond, m_text = call["mask_latents"].chunk(2)
+    assert torch.equal(m_uncond, m_text)  # ... the mask does not
+    cond = call["condition_latents"]
+    assert isinstance(cond, ConditionLatents)
+    ch, cw = default_condition_size(H, W)
+    assert cond.appearance.shape == (2, 1, C, H // 8, W // 8)
+    assert cond.motion.shape == (2, 3, C, ch // 8, cw // 8)
+    assert torch.equal(*cond.motion.chunk(2))
+
+
+def test_text_only_mode_sends_no_mask(pipe, spy):
+    frames = _run(pipe, num_frames=T, height=H, width=W, guidance_scale=1.0)
+    assert frames.shape == (1, T, H, W, 3)
+    assert spy[0]["mask_latents"] is None and spy[0]["condition_latents"] is None
+    assert spy[0]["hidden_states"].shape[0] == 1
+
+
+def test_start_image_conditions_appearance_only(pipe, masks, spy):
+    image = np.full((H, W, 3), 200, dtype=np.uint8)
+    _run(pipe, masks=masks, start_image=image, guidance_scale=1.0)
+    cond = spy[0]["condition_latents"]
+    assert cond.appearance.shape == (1, 1, C, H // 8, W // 8) and cond.motion is None
+
+
+def test_fresh_model_with_masks_equals_text_only(pipe, masks):
+    with_mask = _run(pipe, masks=masks, output_type="latent")
+    text_only = _run(pipe, num_frames=T, height=H, width=W, output_type="latent")
+    assert torch.equal(with_mask, text_only)  # zero-initialised mask weights: exact base behaviour
+
+
+def test_trained_mask_weights_steer_generation(masks):
+    pipe = make_pipe("5b")
+    with torch.no_grad():
+        pipe.transformer.mask_proj.weight.normal_(0, 0.5)
+    a = _run(pipe, masks=masks, output_type="latent")
+    b = _run(pipe, masks=~masks, output_type="latent")
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_mask_set_input_uses_the_union(pipe, masks):
+    left, right = masks.copy(), np.zeros_like(masks)
+    right[:, 45:60, 60:90] = True
+    maskset = MaskSet(np.stack([left, right]), fps=8.0)
+    a = _run(pipe, masks=maskset, output_type="latent")
+    b = _run(pipe, masks=left | right, output_type="latent")
+    assert torch.equal(a, b)
+
+
+def test_same_seed_same_video_other_seed_other_video(pipe, masks):
+    a, b, c = (_run(pipe, seed=s, masks=masks, output_type="latent") for s in (3, 3, 4))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_callback_receives_tensors_each_step_and_can_edit_latents(pipe, masks):
+    seen = []
+
+    def callback(p, i, t, kwargs):
+        seen.append((i, sorted(kwargs)))
+        return {"latents": torch.zeros_like(kwargs["latents"])}
+
+    out = _run(
+        pipe,
+        masks=masks,
+        num_inference_steps=3,
+        output_type="latent",
+        callback_on_step_end=callback,
+        callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "mask_latents"],
+    )
+    assert [i for i, _ in seen] == [0, 1, 2]
+    assert seen[0][1] == ["latents", "mask_latents", "prompt_embeds"]
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_interrupt_stops_denoising(pipe, masks, spy):
+    def stop(p, i, t, kwargs):
+        p._interrupt = True
+        return {}
+
+    _run(pipe, masks=masks, num_inference_steps=4, callback_on_step_end=stop, output_type="latent")
+    assert len(spy) == 1 and pipe.interrupt
+
+
+def test_dynamic_cfg_changes_the_scale(pipe, masks):
+    a = _run(pipe, masks=masks, output_type="latent", use_dynamic_cfg=True)
+    assert pipe.guidance_scale != 6.0
+    b = _run(pipe, masks=masks, output_type="latent", use_dynamic_cfg=False)
+    assert not torch.allclose(a, b)
+
+
+def test_prompt_embeds_instead_of_prompt(pipe, masks):
+    embeds, negative = pipe.encode_prompt("a dog running in a park", max_sequence_length=16, device="cpu")
+    a = _run(pipe, masks=masks, output_type="latent")
+    b = _run(
+        pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative, masks=masks, output_type="latent"
+    )
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def _bad_inputs(masks):
+    frames = np.zeros((T, H, W, 3), dtype=np.uint8)
+    return [
+        ({"height": 72, "width": 96, "num_frames": T}, "`height` has to be a positive multiple of 16 but is 72"),
+        ({"height": 64, "width": 100, "num_frames": T}, "`width` has to be a positive multiple of 16 but is 100"),
+        ({"num_frames": 8, "height": H, "width": W}, r"`num_frames` has to be 4k \+ 1"),
+        ({"masks": masks, "num_frames": 13}, "`masks` has 9 frames but `num_frames` is 13"),
+        ({"masks": masks, "height": 32}, "`masks` are 96x64 but the video is 96x32"),
+        ({"masks": masks.astype(np.float32)}, "bool numpy array"),
+        ({"masks": masks[0]}, "bool numpy array"),
+        ({"masks": masks, "mask_latents": torch.zeros(1, 3, C, 8, 12)}, "both `masks` and `mask_latents`"),
+        (
+            {"mask_latents": torch.zeros(1, 3, C, 4, 4), "num_frames": T, "height": H, "width": W},
+            "`mask_latents` has to be",
+        ),
+        ({"prompt": "", "masks": masks}, "`prompt` is empty"),
+        ({"prompt": "   ", "masks": masks}, "`prompt` is empty"),
+        ({"prompt": None, "masks": masks}, "Provide either `prompt` or `prompt_embeds`"),
+        ({"prompt": 3, "masks": masks}, "has to be a string"),
+        ({"prompt_embeds": torch.zeros(1, 16, 16), "masks": masks}, "both `prompt` and `prompt_embeds`"),
+        (
+            {"negative_prompt": "x", "negative_prompt_embeds": torch.zeros(1, 16, 16), "masks": masks},
+            "both `negative_prompt`",
+        ),
+        ({"masks": masks, "output_type": "gif"}, "`output_type` has to be one of"),
+        ({"masks": masks, "num_inference_steps": 0}, "`num_inference_steps` has to be a positive integer"),
+        ({"masks": masks, "callback_on_step_end_tensor_inputs": ["noise"]}, "callback_on_step_end_tensor_inputs"),
+        ({"masks": masks, "start_image": frames[0], "previous_frames": frames}, "at most one of"),
+        ({"masks": masks, "start_image": frames[0, :32]}, "`start_image` is 96x32 but the video is 96x64"),
+        ({"masks": masks, "start_image": frames[0].astype(np.float32)}, "`start_image` has to be a uint8 RGB"),
+        ({"masks": masks, "previous_frames": frames[:8]}, "`previous_frames` has to be 4k \\+ 1 frames"),
+        ({"masks": masks, "previous_frames": frames[..., 0]}, "`previous_frames` has to be uint8 RGB"),
+        ({"masks": masks, "previous_frames": frames, "condition_size": (30, 48)}, "`condition_size` has to be"),
+        ({"masks": masks, "condition_latents": torch.zeros(1)}, "`condition_latents` has to be a ConditionLatents"),
+    ]
+
+
+def test_every_bad_input_raises_a_clear_value_error(pipe, masks, spy):
+    for kwargs, match in _bad_inputs(masks):
+        kwargs = {"prompt": "a dog", "num_inference_steps": 1, **kwargs}
+        with pytest.raises(ValueError, match=match):
+            pipe(**kwargs)
+    assert spy == []  # no model ran
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_offload_without_cuda_says_so(pipe):
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        pipe.enable_model_cpu_offload()
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        pipe.configure_memory(offload="sequential")
+    with pytest.raises(ValueError, match="offload must be"):
+        pipe.configure_memory(offload="disk")
+    pipe.configure_memory(vae_slicing=True, vae_tiling=True)  # these work anywhere
+    assert pipe.vae.use_slicing and pipe.vae.use_tiling
+    pipe.vae.disable_slicing()
+    pipe.vae.disable_tiling()
+
+
+def test_pipeline_needs_an_mvideo_transformer():
+    with pytest.raises(TypeError, match="from_cogvideox"):
+        MVideoPipeline(tiny_tokenizer(), tiny_text_encoder(), tiny_vae(), tiny_transformer("2b"), tiny_scheduler("2b"))
