@@ -390,5 +390,7 @@ class Tracker:
         t, (h, w) = session.num_frames, session.size
         masks = np.stack([session.objects[i].masks for i in ids]) if ids else np.zeros((0, t, h, w), bool)
         meta = {"tracker": self.description or self.name, **session.meta}
+        if getattr(self, "status", None):
+            meta["tracker_status"] = self.status  # e.g. why the weight-free fallback is in use
         meta["prompt_frames"] = {str(i): sorted(session.objects[i].prompts) for i in ids}
         return MaskSet(masks, session.fps, ids=ids, names=[session.objects[i].name for i in ids], meta=meta)

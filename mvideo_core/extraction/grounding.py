@@ -135,7 +135,7 @@ class GroundingDinoDetector:
             box = result["boxes"].float().cpu().numpy().reshape(-1, 4)
             box[:, [0, 2]] = box[:, [0, 2]].clip(0, w)
             box[:, [1, 3]] = box[:, [1, 3]].clip(0, h)
-            names = result.get("text_labels", result.get("labels"))
+            names = result["text_labels"] if "text_labels" in result else result["labels"]
             for b, s, name in zip(box, result["scores"].float().cpu().numpy(), names):
                 if not name or b[2] - b[0] < 1 or b[3] - b[1] < 1:
                     continue  # a box no phrase claims, or one that collapsed to a line after clipping
@@ -149,3 +149,45 @@ class GroundingDinoDetector:
             [labels[i] for i in order],
             frame_idx,
         )
+
+
+def save_random_grounding_dino(folder: str | os.PathLike, phrases: Sequence[str] = COCO_CLASSES, seed: int = 0):
+    """Write a tiny random-weight Grounding DINO with its processor (a WordPiece vocabulary of `phrases`' words)."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import (
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    words = sorted({w for p in phrases for w in p.lower().split()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *words])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    swin = SwinConfig(
+        window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=224,
+        out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4],
+    )  # fmt: skip
+    text = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+            "max_position_embeddings": 64, "vocab_size": len(vocab), "model_type": "bert"}  # fmt: skip
+    config = GroundingDinoConfig(
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=20, num_feature_levels=4, encoder_n_points=1,
+        decoder_n_points=1, use_timm_backbone=False, backbone_config=swin, max_text_len=32, text_config=text,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(str(folder))
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 224, "longest_edge": 320})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(str(folder))
+    return Path(folder)

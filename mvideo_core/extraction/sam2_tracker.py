@@ -227,3 +227,71 @@ class Sam2Tracker(Tracker):
             for frame_idx in sorted(obj.prompts):
                 self._segment_prompt(session, obj, frame_idx)
                 obj.pending.add(frame_idx)
+
+
+def sam2_config(name: str = "test", image_size: int | None = None):
+    """Named `Sam2VideoConfig`s for random-weight models: 'hiera-tiny' is SAM2.1-tiny's architecture, 'test' a few-
+    channel one for unit tests. (transformers needs hidden sizes above the 64-channel memory: equal sizes break the
+    object-pointer split in 5.24.)"""
+    from transformers import Sam2VideoConfig
+    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+
+    if name == "hiera-tiny":
+        s = image_size or 1024
+        backbone = Sam2HieraDetConfig(
+            image_size=s,
+            blocks_per_stage=[1, 2, 7, 2],
+            embed_dim_per_stage=[96, 192, 384, 768],
+            num_attention_heads_per_stage=[1, 2, 4, 8],
+            global_attention_blocks=[5, 7, 9],
+            window_size_per_stage=[8, 4, 14, 7],
+        )
+        vision = Sam2VisionConfig(
+            backbone_config=backbone,
+            backbone_channel_list=[768, 384, 192, 96],
+            backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2],
+        )
+        return Sam2VideoConfig(
+            vision_config=vision,
+            prompt_encoder_config={"image_size": s},
+            image_size=s,
+            memory_attention_rope_feat_sizes=[s // 16, s // 16],
+        )
+    if name != "test":
+        raise ExtractionError(f"unknown SAM2 config {name!r}; use 'test' or 'hiera-tiny'")
+    s = image_size or 128
+    backbone = Sam2HieraDetConfig(
+        hidden_size=12, image_size=s, blocks_per_stage=[1, 2, 7, 2], embed_dim_per_stage=[12, 24, 48, 96]
+    )
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=[96, 48, 24, 12],
+        backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2],
+        fpn_hidden_size=128,
+    )
+    return Sam2VideoConfig(
+        vision_config=vision,
+        prompt_encoder_config={"hidden_size": 128, "image_size": s, "patch_size": 16},
+        mask_decoder_config={"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        memory_attention_hidden_size=128,
+        memory_encoder_hidden_size=128,
+        image_size=s,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=64,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32,
+        memory_attention_rope_feat_sizes=[s // 16, s // 16],
+    )
+
+
+def save_random_sam2(
+    folder: str | os.PathLike, name: str = "test", image_size: int | None = None, seed: int = 0
+) -> Path:
+    """Write a random-weight SAM2 checkpoint (config.json + model.safetensors) for tests, benches and demos."""
+    from transformers import Sam2VideoModel
+
+    torch.manual_seed(seed)
+    model = Sam2VideoModel(sam2_config(name, image_size)).eval()
+    model.save_pretrained(str(folder))
+    return Path(folder)
