@@ -187,7 +187,7 @@ def warp_mask(
     y0, y1, x0, x1 = box
     lin, t = matrix[:, :2], matrix[:, 2]
     if lin[0, 0] == 1 and lin[1, 1] == 1 and lin[0, 1] == 0 and lin[1, 0] == 0:
-        dx, dy = int(np.round(t[0])), int(np.round(t[1]))
+        dx, dy = int(np.floor(t[0] + 0.5)), int(np.floor(t[1] + 0.5))  # half up, as cv2's nearest does
         sy0, sy1, sx0, sx1 = max(y0, -dy), min(y1, h - dy), max(x0, -dx), min(x1, w - dx)
         if sy0 < sy1 and sx0 < sx1:
             out[sy0 + dy : sy1 + dy, sx0 + dx : sx1 + dx] |= mask[sy0:sy1, sx0:sx1]

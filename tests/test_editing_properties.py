@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +11,7 @@ from editing import cleanup, timeline
 from editing.composite import Layer, composite
 from editing.recipe import dumps, loads, render, validate
 from editing.terrain import terrain_warp
-from editing.transforms import affine_matrix, keyframed_transform, warp_masks
+from editing.transforms import affine_matrix, keyframed_transform, warp_mask, warp_masks
 from mvideo_core.masks import MaskSet
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -34,10 +35,11 @@ def mask_seqs(draw, max_t: int = 4, h: int = 24, w: int = 32) -> np.ndarray:
 
 
 @st.composite
-def ellipses(draw, size: int = 128) -> np.ndarray:
-    """bool [1, size, size]: a reasonable shape (an ellipse of radii >= 14 px) near the centre."""
-    ry, rx = draw(st.integers(14, 30)), draw(st.integers(14, 30))
-    cy, cx = draw(st.integers(56, 72)), draw(st.integers(56, 72))
+def ellipses(draw, size: int = 160) -> np.ndarray:
+    """bool [1, size, size]: a reasonable shape (an ellipse of radii 20..45 px, a subject at 480x720) that stays
+    inside the frame when scaled by 1.25 about the centre or its centroid."""
+    ry, rx = draw(st.integers(20, 45)), draw(st.integers(20, 45))
+    cy, cx = draw(st.floats(70, 90)), draw(st.floats(70, 90))
     yy, xx = np.mgrid[:size, :size]
     return (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1)[None]
 
@@ -81,6 +83,24 @@ def test_translation_inside_the_frame_preserves_area_exactly(masks, data):
     moved = warp_masks(masks, mats)
     np.testing.assert_array_equal(moved.sum(axis=(1, 2)), masks.sum(axis=(1, 2)))
     assert moved[:, ys.min() + dy, xs.min() + dx].sum() == masks[:, ys.min(), xs.min()].sum()
+
+
+@SETTINGS
+@given(
+    mask_seqs(max_t=1),
+    st.floats(0, 32),
+    st.floats(0, 24),
+    st.one_of(st.just(1.0), st.floats(0.3, 3.0)),
+    st.one_of(st.just(0.0), st.floats(-180, 180)),
+    st.tuples(st.integers(-40, 40), st.integers(-20, 20), st.sampled_from([0.0, 0.3, 0.7, -0.2])),
+    st.booleans(),
+)
+def test_bounding_box_warp_equals_a_full_frame_warp(masks, ax, ay, scale, rotate, move, flip):
+    # Whole-pixel or clearly sub-pixel moves: exact half-pixel ties are rounded differently by cv2's fixed point.
+    dx, dy, frac = move
+    matrix = affine_matrix((ax, ay), scale=scale, rotate=rotate, x=dx + frac, y=dy - frac, flip_x=flip)
+    full = cv2.warpAffine(masks[0].view(np.uint8), matrix, (32, 24), flags=cv2.INTER_NEAREST).view(bool)
+    np.testing.assert_array_equal(warp_mask(masks[0], matrix), full)
 
 
 @SETTINGS
