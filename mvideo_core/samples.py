@@ -38,6 +38,10 @@ class SampleError(ValueError):
     """A sample name or its files are wrong; the message says what to do."""
 
 
+class SampleFilesMissing(SampleError, FileNotFoundError):
+    """The committed files of a sample are not on disk (callers may fall back to `make_sample`)."""
+
+
 # -- textures --------------------------------------------------------------------------------------------------
 
 
@@ -298,7 +302,7 @@ def load_sample(name: str, folder: str | Path | None = None) -> tuple[Video, Mas
         raise SampleError(f"unknown sample {name!r}; choose one of {list_samples()}")
     video_path, mask_path = folder / f"{name}.mp4", folder / f"{name}_masks.npz"
     if not video_path.is_file() or not mask_path.is_file():
-        raise SampleError(
+        raise SampleFilesMissing(
             f"sample files for {name!r} are missing from {folder}; regenerate them with "
             "`python -m mvideo_core.samples --out assets/samples`"
         )

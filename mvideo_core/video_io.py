@@ -570,9 +570,18 @@ def read_video(
             "max_side / fps, a shorter start..end, or iterate with iter_frames()"
         )
     frames_iter = iter_frames(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side)
+    capacity = math.ceil(span * out_fps) + 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VideoDecodeWarning)
-        frames = np.stack(list(frames_iter))
+        frames, count = None, 0
+        for frame in frames_iter:  # fill one preallocated array: peak memory is the output, not twice it
+            if frames is None:
+                frames = np.empty((capacity, *frame.shape), dtype=np.uint8)
+            elif count == frames.shape[0]:
+                frames = np.concatenate([frames, np.empty_like(frames[: max(8, count // 4)])])
+            frames[count] = frame
+            count += 1
+        frames = frames[:count] if count > 0.9 * frames.shape[0] else frames[:count].copy()
     notes = [str(w.message) for w in caught if issubclass(w.category, VideoDecodeWarning)]
     for note in notes:
         warnings.warn(note, VideoDecodeWarning, stacklevel=2)

@@ -93,8 +93,9 @@ def test_bad_sample_requests():
 
 
 def test_missing_files_say_how_to_regenerate(tmp_path):
-    with pytest.raises(SampleError, match="python -m mvideo_core.samples --out assets/samples"):
+    with pytest.raises(SampleError, match="python -m mvideo_core.samples --out assets/samples") as caught:
         load_sample("shapes", folder=tmp_path)
+    assert isinstance(caught.value, FileNotFoundError)  # the studio falls back to make_sample on this
 
 
 def test_write_samples_and_cli_round_trip(tmp_path):
