@@ -575,8 +575,9 @@ def _combinations(maskset: MaskSet) -> tuple[np.ndarray, list[list[int]]]:
     k = maskset.num_objects
     if k == 0:
         return np.zeros((maskset.num_frames, *maskset.size), dtype=np.int64), [[]]
-    weights = (1 << np.arange(k, dtype=np.int64)).reshape(k, 1, 1, 1)
-    bits = (maskset.masks.astype(np.int64) * weights).sum(axis=0)  # [T, H, W] bit set of objects
+    bits = np.zeros((maskset.num_frames, *maskset.size), dtype=np.int64)  # [T, H, W] bit set of objects
+    for j in range(k):
+        bits[maskset.masks[j]] |= 1 << j
     present, codes = np.unique(bits, return_inverse=True)
     if present[0] != 0:  # keep code 0 for the background even when every pixel is covered
         present = np.concatenate([[0], present])
@@ -664,12 +665,13 @@ def _load_label_video(path: Path, fps: float | None) -> MaskSet:
         if not lumas:
             raise MaskError(f"{path.name} has no frames; export the label video again")
         file_fps = float(stream.average_rate) if stream.average_rate else (fps or DEFAULT_FPS)
-    luma = np.stack(lumas).astype(np.int64)  # [T, H, W]
+    luma = np.stack(lumas)  # uint8 [T, H, W]
     if tag is None:  # a plain black/white mask video from another tool: one object
         return MaskSet(luma[None] >= 126, file_fps, [1], ["object 1"])
     h, w = int(tag["height"]), int(tag["width"])
     levels = np.asarray(tag["levels"], dtype=np.int64)
-    codes = np.abs(luma[:, :h, :w, None] - levels).argmin(axis=-1)  # nearest level: robust to re-encoding
+    nearest = np.abs(np.arange(256)[:, None] - levels[None]).argmin(axis=1).astype(np.uint8)  # value -> code
+    codes = nearest[luma[:, :h, :w]]  # nearest level: robust to a lossy re-encode
     ids = [int(i) for i in tag["ids"]]
     masks = np.zeros((len(ids), *codes.shape), dtype=bool)
     for code, combo in enumerate(tag["combos"]):
