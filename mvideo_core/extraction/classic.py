@@ -69,22 +69,25 @@ class ClassicTracker(Tracker):
         h, w = session.size
         scale = min(1.0, self.settings.work_max_side / max(h, w))
         wh, ww = max(2, round(h * scale)), max(2, round(w * scale))
-        session.engine.update(scale=scale, work_size=(wh, ww), small={}, gray={}, flow={})
+        session.engine.update(scale=scale, work_size=(wh, ww), small={}, flow={})
         session.meta["work_size"] = [wh, ww]
 
     def _small(self, session: TrackerSession, t: int) -> np.ndarray:
         """Frame t at work resolution, uint8 [h, w, 3]; a small cache keeps memory flat on long videos."""
+        return self._cached(session, t)[0]
+
+    def _gray(self, session: TrackerSession, t: int) -> np.ndarray:
+        return self._cached(session, t)[1]
+
+    def _cached(self, session: TrackerSession, t: int) -> tuple[np.ndarray, np.ndarray]:
         cache = session.engine["small"]
         if t not in cache:
             if len(cache) > 8:
                 cache.pop(next(iter(cache)))
-                session.engine["gray"].pop(next(iter(session.engine["gray"])), None)
             wh, ww = session.engine["work_size"]
             frame = session.frames[t]
-            cache[t] = (
-                frame if (wh, ww) == frame.shape[:2] else cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_AREA)
-            )
-            session.engine["gray"][t] = cv2.cvtColor(cache[t], cv2.COLOR_RGB2GRAY)
+            small = frame if (wh, ww) == frame.shape[:2] else cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_AREA)
+            cache[t] = (small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         return cache[t]
 
     def _flow(self, session: TrackerSession, src: int, dst: int) -> np.ndarray:
@@ -93,9 +96,7 @@ class ClassicTracker(Tracker):
         cache = session.engine["flow"]
         if key not in cache:
             cache.clear()
-            self._small(session, src)
-            self._small(session, dst)
-            cache[key] = self._dis.calc(session.engine["gray"][dst], session.engine["gray"][src], None)
+            cache[key] = self._dis.calc(self._gray(session, dst), self._gray(session, src), None)
         return cache[key]
 
     def _to_video(self, session: TrackerSession, work_mask: np.ndarray) -> np.ndarray:
@@ -193,13 +194,16 @@ class ClassicTracker(Tracker):
         elif prior is not None:
             trimap = self._band_trimap(prior)
         else:
-            # clicks only on a new object: a window around the positive clicks, a quarter of the frame wide
+            # clicks only on a new object: probable object in discs around the positive clicks, probable
+            # background in a window a third of the frame wide, sure background beyond
             pos = prompt.points[prompt.labels == 1] * scale
             half = max(wh, ww) // 6
             x0, y0 = np.maximum(pos.min(0).astype(int) - half, 0)
             x1, y1 = np.minimum(pos.max(0).astype(int) + half + 1, (ww, wh))
             trimap = np.full((wh, ww), cv2.GC_BGD, np.uint8)
             trimap[y0:y1, x0:x1] = cv2.GC_PR_BGD
+            for x, y in pos:
+                cv2.circle(trimap, (int(round(x)), int(round(y))), max(2, half // 2), int(cv2.GC_PR_FGD), -1)
         self._apply_clicks(trimap, prompt.points, prompt.labels, scale)
         work, model = self._refine(small, trimap)
         obj.state["fg_model"] = model

@@ -1,0 +1,207 @@
+"""ClassicTracker (weight-free) and the shared Tracker session behaviour, on procedural samples with exact masks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mvideo_core.extraction import (
+    CancelToken,
+    ClassicTracker,
+    ExtractionCancelled,
+    ExtractionError,
+    extract_masks,
+)
+from mvideo_core.extraction.base import region_of_prompt
+from mvideo_core.samples import list_samples, make_sample
+
+
+def _box(mask: np.ndarray) -> list[int]:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_sample("shapes", size=(120, 180), num_frames=17)
+
+
+def test_mean_iou_on_all_samples_at_least_0_90():
+    ious, per_sample = [], {}
+    for name in list_samples():
+        video, gt = make_sample(name)
+        tracker = ClassicTracker()
+        session = tracker.start(video.frames, video.fps)
+        for k in range(gt.num_objects):
+            tracker.add_prompt(session, k + 1, 0, box=_box(gt.masks[k, 0]), name=gt.names[k])
+        result = tracker.propagate(session, show_progress=False)
+        scores = [
+            _iou(result.masks[k, t], gt.masks[k, t]) for k in range(gt.num_objects) for t in range(gt.num_frames)
+        ]
+        per_sample[name] = float(np.mean(scores))
+        ious += scores
+    assert {"shapes", "zoom"} <= set(per_sample)  # partial occlusion and a 3x scale change are both scored
+    assert np.mean(ious) >= 0.90, per_sample
+    assert min(per_sample.values()) >= 0.85, per_sample
+
+
+def test_prompt_on_a_middle_frame_tracks_both_ways(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames, video.fps)
+    tracker.add_prompt(session, 1, 8, box=_box(gt.masks[1, 8]))
+    result = tracker.propagate(session, show_progress=False)
+    assert _iou(result.masks[0, 0], gt.masks[1, 0]) > 0.85
+    assert _iou(result.masks[0, -1], gt.masks[1, -1]) > 0.85
+
+
+def test_result_says_it_is_the_weight_free_fallback(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames[:3], video.fps)
+    tracker.add_prompt(session, 4, 0, box=_box(gt.masks[0, 0]), name="ball")
+    result = tracker.propagate(session, show_progress=False)
+    assert "weight-free fallback" in result.meta["tracker"]
+    assert result.ids == [4] and result.names == ["ball"]
+    assert result.masks.shape == (1, 3, 120, 180) and result.masks.dtype == bool
+
+
+def test_regions_split_between_prompt_frames_at_the_midpoint():
+    assert region_of_prompt([0], 0, 10) == (0, 9)
+    assert region_of_prompt([0, 10], 10, 33) == (6, 32)
+    assert region_of_prompt([0, 10], 0, 33) == (0, 5)
+    assert region_of_prompt([3, 4], 4, 5) == (4, 4)
+
+
+def test_refinement_repropagates_only_the_frames_it_owns(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames, video.fps)
+    tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    steps = []
+    first = tracker.propagate(session, progress=lambda done, total, what: steps.append(total), show_progress=False)
+    assert steps[-1] == 16
+    # refine on frame 12 with a click: frames 7..16 belong to it (nearer 12 than 0); 0..6 must not change
+    tracker.add_prompt(session, 1, 12, points=[[5, 5]], labels=[0])
+    steps.clear()
+    second = tracker.propagate(session, progress=lambda done, total, what: steps.append(total), show_progress=False)
+    assert steps[-1] == (12 - 7) + (16 - 12)
+    np.testing.assert_array_equal(second.masks[0, :7], first.masks[0, :7])
+    assert second.meta["prompt_frames"] == {"1": [0, 12]}
+
+
+def test_positive_click_alone_segments_the_object(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames[:2], video.fps)
+    ys, xs = np.nonzero(cv2.erode(gt.masks[1, 0].astype(np.uint8), np.ones((7, 7), np.uint8)))
+    mask = tracker.add_prompt(session, 1, 0, points=[[xs[len(xs) // 2], ys[len(ys) // 2]]], labels=[1])
+    assert mask[ys[len(ys) // 2], xs[len(xs) // 2]]
+    assert _iou(mask, gt.masks[1, 0]) > 0.5
+
+
+def test_cancel_keeps_finished_frames_and_a_rerun_finishes(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames, video.fps)
+    tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    token = CancelToken()
+    seen = []
+
+    def progress(done, total, what):
+        seen.append(done)
+        if done == 5:
+            token.cancel()
+
+    with pytest.raises(ExtractionCancelled, match="cancelled after 5 of 16") as info:
+        tracker.propagate(session, progress=progress, cancel=token, show_progress=False)
+    partial = info.value.partial
+    assert partial.masks[0, 1:6].any(axis=(1, 2)).all() and not partial.masks[0, 6:].any()
+    result = tracker.propagate(session, show_progress=False)
+    assert result.masks[0].any(axis=(1, 2)).all()
+
+
+def test_remove_object_drops_it_from_the_result(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames[:3], video.fps)
+    tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    tracker.add_prompt(session, 2, 0, box=_box(gt.masks[1, 0]))
+    tracker.remove_object(session, 1)
+    assert tracker.propagate(session, show_progress=False).ids == [2]
+    with pytest.raises(ExtractionError, match="no object 1"):
+        tracker.remove_object(session, 1)
+
+
+def test_one_frame_video(shapes):
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames[:1], video.fps)
+    tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    result = tracker.propagate(session, show_progress=False)
+    assert result.masks.shape == (1, 1, 120, 180)
+    assert _iou(result.masks[0, 0], gt.masks[0, 0]) > 0.85
+
+
+def test_4k_input_is_tracked_downscaled_and_masks_come_back_full_size():
+    h, w = 2160, 3840
+    rng = np.random.default_rng(0)
+    background = cv2.resize(rng.integers(0, 255, (54, 96, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    frames = np.stack([background, np.roll(background, 40, axis=1)])
+    gt = np.zeros((2, h, w), bool)
+    for t in range(2):
+        gt[t, 800:1400, 1000 + 40 * t : 1900 + 40 * t] = True
+        frames[t][gt[t]] = (230, 30, 40)
+    result = extract_masks(frames, 8.0, boxes=["990,790,1910,1410@0"], show_progress=False)
+    assert result.masks.size == (h, w)
+    assert max(result.masks.meta["tracked_at"]) <= 1280
+    assert _iou(result.masks.masks[0, 0], gt[0]) > 0.95 and _iou(result.masks.masks[0, 1], gt[1]) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"box": [10, 10, 10, 40]}, "zero or negative area"),
+        ({"box": [500, 500, 600, 600]}, "outside the 180x120 frame"),
+        ({"box": [1, 2, 3]}, "4 finite numbers"),
+        ({"points": [[500, 5]]}, "outside the 180x120 frame"),
+        ({"points": [[5, 5]], "labels": [0]}, "at least one positive click"),
+        ({"points": [[5, 5]], "labels": [2]}, "one 1 \\(positive\\) or 0"),
+        ({"points": []}, "empty list"),
+        ({}, "needs a box and/or clicks"),
+    ],
+)
+def test_bad_prompts_are_explained(shapes, kwargs, message):
+    tracker = ClassicTracker()
+    session = tracker.start(shapes[0].frames[:2], 8.0)
+    with pytest.raises(ExtractionError, match=message):
+        tracker.add_prompt(session, 1, 0, **kwargs)
+
+
+def test_prompt_past_the_last_frame_is_explained(shapes):
+    tracker = ClassicTracker()
+    session = tracker.start(shapes[0].frames[:4], 8.0)
+    with pytest.raises(ExtractionError, match="frame 9 is outside the video, which has frames 0..3"):
+        tracker.add_prompt(session, 1, 9, box=[1, 1, 20, 20])
+    with pytest.raises(ExtractionError, match="object ids are integers starting at 1"):
+        tracker.add_prompt(session, 0, 0, box=[1, 1, 20, 20])
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (np.zeros((0, 8, 8, 3), np.uint8), "empty"),
+        (np.zeros((2, 8, 8), np.uint8), r"\[T, H, W, 3\]"),
+        (np.zeros((2, 8, 8, 3), np.float32), "uint8"),
+        ([[1, 2]], "numpy array"),
+    ],
+)
+def test_bad_videos_are_explained(frames, message):
+    with pytest.raises(ExtractionError, match=message):
+        ClassicTracker().start(frames, 8.0)
