@@ -385,6 +385,7 @@ class FrameIterator(Iterator[np.ndarray]):
         self.error: str | None = None
         self.skipped_packets = 0  # packets that failed to decode and were skipped (errors concealed)
         self.num_output = 0
+        self._opened = _open(self.path)  # fail now, not at the first frame, on a file that is not a video
         self._gen = self._frames()
 
     def __iter__(self) -> FrameIterator:
@@ -395,6 +396,7 @@ class FrameIterator(Iterator[np.ndarray]):
 
     def close(self) -> None:
         self._gen.close()
+        self._opened[0].close()
 
     # one output frame: rotate + scale + place, done by swscale where possible
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -422,7 +424,7 @@ class FrameIterator(Iterator[np.ndarray]):
         t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else None
         nominal = 1.0 / _nominal_fps(stream)
         last_t, bad = None, 0
-        if self.start > 1.0 and tb:
+        if self.start > 1.0 and tb and t0 is not None:
             try:  # jump near the start; the frames before it are decoded and dropped below
                 container.seek(int(((t0 or 0.0) + self.start - 1.0) / tb), stream=stream, backward=True)
             except av.error.FFmpegError:
@@ -457,7 +459,7 @@ class FrameIterator(Iterator[np.ndarray]):
                 yield frame, t
 
     def _frames(self) -> Iterator[np.ndarray]:
-        container, stream = _open(self.path)
+        container, stream = self._opened
         try:
             duration = _stream_duration(container, stream)
             nominal = 1.0 / _nominal_fps(stream)

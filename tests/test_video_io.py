@@ -197,6 +197,8 @@ def test_text_file_renamed_mp4_is_not_a_video(tmp_path):
         probe_video(path)
     with pytest.raises(VideoError, match="not a video"):
         read_video(path)
+    with pytest.raises(VideoError, match="not a video"):
+        iter_frames(path)  # before the first frame is asked for
 
 
 def test_empty_and_missing_files(tmp_path):
