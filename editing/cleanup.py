@@ -49,7 +49,7 @@ def _morph(masks: np.ndarray, radius: int, op: int) -> np.ndarray:
         return masks.copy()
     yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     kernel = (yy**2 + xx**2 <= radius**2).astype(np.uint8)  # a true disc (cv2's MORPH_ELLIPSE is boxier)
-    out = np.zeros_like(masks)
+    out = np.zeros(masks.shape, dtype=bool)  # calloc: untouched pages cost nothing
     h, w = masks.shape[1:]
     for i in range(len(masks)):
         box = mask_bbox(masks[i])

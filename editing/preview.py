@@ -1,6 +1,6 @@
 """Preview of edited masks: a coloured overlay on a chosen background (the source video or a plain canvas).
 
-`preview_frame` renders one frame (for live scrubbing, ~1 ms at 480x720); `preview_video` renders all of them.
+`preview_frame` renders one frame (for live scrubbing, a few ms at 480x720); `preview_video` renders all of them.
 Objects are drawn bottom to top in the MaskSet's order, so the top layer's colour is in front.
 """
 
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from editing.transforms import EditError
-from mvideo_core.masks import MaskSet
+from mvideo_core.masks import MaskSet, render_overlay
 
 
 def _background_frame(
@@ -52,23 +52,17 @@ def preview_frame(
     alpha: float = 0.5,
     background_fps: float | None = None,
     canvas: tuple[int, int, int] = (24, 24, 24),
-    outline: bool = True,
+    labels: bool = True,
 ) -> np.ndarray:
-    """uint8 [H, W, 3]: frame `index` of the masks blended over the background (outlines in full colour)."""
+    """uint8 [H, W, 3]: frame `index` of the masks tinted, outlined and named over the background, drawn by
+    `mvideo_core.masks.render_overlay` so the editor looks like every other overlay in the studio."""
     if not 0 <= alpha <= 1:
         raise EditError(f"alpha must be in [0, 1], got {alpha}")
     if not 0 <= index < masks.num_frames:
         raise EditError(f"frame index {index} is outside 0..{masks.num_frames - 1}")
-    frame = _background_frame(background, index, masks, background_fps, canvas).copy()
-    for k, color in enumerate(masks.colors()):
-        m = masks.masks[k, index]
-        if not m.any():
-            continue
-        frame[m] = (frame[m] * (1 - alpha) + color * alpha).astype(np.uint8)
-        if outline:
-            contours, _ = cv2.findContours(m.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(frame, contours, -1, tuple(int(c) for c in color), 1)
-    return frame
+    frame = _background_frame(background, index, masks, background_fps, canvas)
+    one = MaskSet(masks.masks[:, index : index + 1], masks.fps, list(masks.ids), list(masks.names))
+    return render_overlay(frame[None], one, alpha=alpha, labels=labels)[0]
 
 
 def preview_video(masks: MaskSet, background: np.ndarray | None = None, **kwargs) -> np.ndarray:

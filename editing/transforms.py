@@ -209,7 +209,7 @@ def warp_mask(
 def warp_masks(masks: np.ndarray, matrices: np.ndarray, boxes: list | None = None) -> np.ndarray:
     """Warp each frame of bool [T, H, W] by its own 2x3 matrix, `matrices` [T, 2, 3]; identity frames are copied.
     `boxes` (per-frame `mask_bbox` results) saves recomputing them."""
-    out = np.zeros_like(masks)
+    out = np.zeros(masks.shape, dtype=bool)  # calloc: untouched pages cost nothing
     eye = np.eye(2, 3)
     for i in range(masks.shape[0]):
         box = boxes[i] if boxes is not None else "find"

@@ -198,12 +198,12 @@ def test_preview_blends_object_colours_over_a_background_of_any_size():
     masks = MaskSet(np.zeros((1, 3, 40, 60), bool), 8.0)
     masks.masks[0, 1, 10:30, 20:40] = True
     bg = np.full((6, 20, 30, 3), 100, np.uint8)  # smaller and at 16 fps
-    frame = preview_frame(masks, 1, bg, alpha=0.5, background_fps=16.0, outline=False)
+    frame = preview_frame(masks, 1, bg, alpha=0.5, background_fps=16.0, labels=False)
     color = masks.colors()[0].astype(int)
     assert frame.shape == (40, 60, 3) and frame.dtype == np.uint8
     np.testing.assert_array_equal(frame[20, 30], (100 * 0.5 + color * 0.5).astype(np.uint8))
     assert (frame[0, 0] == 100).all()
-    video = preview_video(masks)
+    video = preview_video(masks, labels=False)
     assert video.shape == (3, 40, 60, 3) and (video[0] == 24).all()
     with pytest.raises(EditError, match="uint8 RGB frames"):
         preview_frame(masks, 0, np.zeros((20, 30, 3), np.float32))
