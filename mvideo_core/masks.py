@@ -11,6 +11,7 @@ import colorsys
 import io
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -469,6 +470,11 @@ def _read_png(data: bytes, name: str) -> np.ndarray:
     )
 
 
+def _natural(name: str) -> list:
+    """Sort key that puts frame_9.png before frame_10.png."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _load_zip(path: Path, fps: float | None) -> MaskSet:
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
@@ -481,7 +487,7 @@ def _load_zip(path: Path, fps: float | None) -> MaskSet:
                 raise MaskError(
                     f"{path.name}: {index_name} is not valid JSON ({err}); export the masks again"
                 ) from err
-        pngs = sorted(n for n in names if n.lower().endswith(".png") and not n.startswith("__MACOSX"))
+        pngs = sorted((n for n in names if n.lower().endswith(".png") and not n.startswith("__MACOSX")), key=_natural)
         if index is not None and index.get("layout") == "objects":
             return _load_object_pngs(path, archive, index, pngs)
         if not pngs:
@@ -502,6 +508,7 @@ def _load_zip(path: Path, fps: float | None) -> MaskSet:
             if obj_id not in result.ids:
                 result = result.with_object(np.zeros(labels.shape, dtype=bool), name, obj_id)
         order = [result.index_of(i) for i in objects]
+        order += [k for k in range(result.num_objects) if k not in order]  # ids the index did not list
         result = MaskSet(
             result.masks[order], result.fps, [result.ids[k] for k in order], [result.names[k] for k in order], meta
         )
@@ -519,8 +526,8 @@ def _load_object_pngs(path: Path, archive: zipfile.ZipFile, index: dict, pngs: l
     masks = np.zeros((len(ids), t, h, w), dtype=bool)
     for k, obj_id in enumerate(ids):
         for i in range(t):
-            name = next((n for n in (f"obj_{obj_id:03d}/{i:05d}.png",) if n in present), None)
-            if name is None:
+            name = f"obj_{obj_id:03d}/{i:05d}.png"
+            if name not in present:
                 raise MaskError(f"{path.name} is missing obj_{obj_id:03d}/{i:05d}.png; the zip is incomplete")
             image = _read_png(archive.read(name), name)
             if image.shape != (h, w):

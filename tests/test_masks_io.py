@@ -128,13 +128,22 @@ def test_sample_round_trip_all_formats(tmp_path, small_sample):
 # -- files from other tools ------------------------------------------------------------------------------------
 
 
-def _zip_pngs(path: Path, images: list[Image.Image]) -> Path:
+def _zip_pngs(path: Path, images: list[Image.Image], pattern: str = "annotations/{:05d}.png") -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for i, image in enumerate(images):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-            archive.writestr(f"annotations/{i:05d}.png", buffer.getvalue())
+            archive.writestr(pattern.format(i), buffer.getvalue())
     return path
+
+
+def test_unpadded_frame_numbers_load_in_numeric_order(tmp_path):
+    frames = np.zeros((12, 4, 4), dtype=np.uint8)
+    for i in range(12):
+        frames[i, 0, 0] = 255 if i % 2 else 0
+        frames[i, 3, 3] = 255
+    loaded = load_masks(_zip_pngs(tmp_path / "f.zip", [Image.fromarray(f) for f in frames], "frame_{}.png"))
+    np.testing.assert_array_equal(loaded.masks[0, :, 0, 0], [bool(i % 2) for i in range(12)])
 
 
 def test_davis_style_indexed_label_pngs_import(tmp_path):
