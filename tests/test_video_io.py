@@ -106,6 +106,25 @@ def test_rotation_metadata_matches_ffmpeg_display(coded_videos, rotation):
     np.testing.assert_array_equal(frames[0], ffmpeg_first_frame(path, info.height, info.width))
 
 
+def test_phone_style_hevc_10bit_mov_with_rotation(coded_videos):
+    path = coded_videos.write(
+        "phone.mov",
+        num_frames=6,
+        fps=29.97,
+        size=(48, 64),
+        codec="libx265",
+        pix_fmt="yuv420p10le",
+        rotation=-90,
+        options={"x265-params": "log-level=error", "crf": "12"},
+    )
+    info = probe_video(path)
+    frames = read_video(path).frames
+    assert (info.codec, info.rotation, info.width, info.height) == ("hevc", 270, 48, 64)
+    assert frames.shape == (6, 64, 48, 3) and frames.dtype == np.uint8
+    unrotated = np.rot90(frames, k=-3, axes=(1, 2))  # undo the display rotation to read the frame index
+    assert [coded_videos.index_of(f) for f in unrotated] == list(range(6))
+
+
 def test_rotate_tag_written_by_ffmpeg_binary_is_honoured(coded_videos, tmp_path):
     plain = coded_videos.write("plain.mp4", num_frames=3, size=(32, 64))
     tagged = tmp_path / "tagged.mp4"
