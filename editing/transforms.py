@@ -8,6 +8,7 @@ first keyframe and after the last the values hold. `x`, `y` are pixels, `rotate`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -164,11 +165,13 @@ def affine_matrix(
     flip_y: bool = False,
 ) -> np.ndarray:
     """2x3 matrix: flip and scale about `anchor`, rotate (degrees, counter-clockwise) about it, then move by (x, y)."""
-    ax, ay = anchor
-    a, b = np.cos(np.deg2rad(rotate)), np.sin(np.deg2rad(rotate))
-    rot = np.array([[a, b], [-b, a]]) @ np.diag([(-1 if flip_x else 1) * scale, (-1 if flip_y else 1) * scale])
-    t = np.array([ax + x, ay + y]) - rot @ np.array([ax, ay])
-    return np.hstack([rot, t[:, None]])
+    ax, ay = float(anchor[0]), float(anchor[1])
+    a, b = (1.0, 0.0) if rotate == 0 else (math.cos(math.radians(rotate)), math.sin(math.radians(rotate)))
+    sx, sy = (-scale if flip_x else scale), (-scale if flip_y else scale)
+    m00, m01, m10, m11 = a * sx, b * sy, -b * sx, a * sy  # [[a, b], [-b, a]] @ diag(sx, sy)
+    return np.array(
+        [[m00, m01, ax + x - (m00 * ax + m01 * ay)], [m10, m11, ay + y - (m10 * ax + m11 * ay)]], dtype=np.float64
+    )
 
 
 # -- warping -------------------------------------------------------------------------------------------------------

@@ -155,6 +155,8 @@ spatial_op = st.one_of(
     st.fixed_dictionaries({"op": st.sampled_from(["dilate", "erode"]), "radius": st.integers(0, 2)}),
     st.fixed_dictionaries({"op": st.just("smooth"), "window": st.sampled_from([1, 3])}),
     st.fixed_dictionaries({"op": st.sampled_from(["fill_holes"])}),
+    st.fixed_dictionaries({"op": st.just("flip"), "axis": st.sampled_from(["x", "y"])}),
+    st.fixed_dictionaries({"op": st.just("remove_specks"), "min_area": st.integers(0, 5)}),
 )
 timeline_op = st.one_of(
     st.fixed_dictionaries({"op": st.just("reverse")}),
