@@ -75,7 +75,8 @@ def terrain_warp(
 
     `along="time"`: progress runs from 0 at `start` to 1 at `end` seconds (default: the first and last frames
     where the subject is present);
-    `along="x"`: progress is the contact's horizontal position in the frame (for subjects crossing the frame).
+    `along="x"`: progress is the contact's horizontal position, so the profile is a ground line drawn across the
+    frame from left (0) to right (1), whichever way the subject crosses it.
     `tilt` in [-1, 1] rotates the subject about its contact by that fraction of the slope angle: > 0 turns it with
     the ground (a long body's front rises uphill: animals, vehicles), < 0 the other way (an upright runner leaning
     into the hill).
@@ -105,8 +106,9 @@ def terrain_warp(
     else:
         p = np.array([contacts[i][0] / max(w - 1, 1) if contacts[i] else 0.0 for i in range(t_count)])
         p_ref = p[present[0]]
+    # In time mode the path climbs the way the subject travels; in x mode it is a fixed line across the frame.
     xs = [contacts[i][0] for i in present]
-    direction = -1.0 if len(xs) > 1 and xs[-1] < xs[0] else 1.0
+    direction = -1.0 if along == "time" and len(xs) > 1 and xs[-1] < xs[0] else 1.0
     # 2. Vertical offset (pixels, down positive) and slope angle (degrees) per frame.
     height = profile_height(p, profile, rise, steps, points)
     dy = -(height - profile_height(np.array([p_ref]), profile, rise, steps, points)[0]) * h

@@ -123,3 +123,14 @@ def test_two_subjects_from_two_sources_of_different_size_and_fps():
     assert present[0] == 8 and present[-1] == 23
     np.testing.assert_array_equal(out.masks[0, 8 + 5], dancer.masks[1, 5 * 3])
     np.testing.assert_array_equal(out.union(), out.masks.any(axis=0))
+
+
+def test_x_mode_terrain_is_a_fixed_ground_line_whichever_way_the_subject_runs():
+    masks = runner(9, 240, 360, 300, -10.0, 150, ry=12, rx=40)  # running left
+    out = terrain_warp(masks, 8.0, "uphill", rise=0.2, along="x", tilt=1.0)
+    bottoms = [mask_bbox(m)[1] for m in out]
+    assert all(b1 > b0 for b0, b1 in zip(bottoms, bottoms[1:]))  # leftwards the line goes down
+    ys, xs = np.nonzero(out[4])
+    assert -np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0])) > 5  # the body still follows the line's slope
+    timed = [mask_bbox(m)[1] for m in terrain_warp(masks, 8.0, "uphill", rise=0.2, along="time")]
+    assert all(b1 < b0 for b0, b1 in zip(timed, timed[1:]))  # in time mode it climbs the way it runs
