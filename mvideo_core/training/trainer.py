@@ -135,7 +135,10 @@ class MVideoTrainer:
         if self.accelerator is None:
             self.accelerator = self._make_accelerator()
         acc = self.accelerator
-        self.weight_dtype = _weight_dtype(acc.mixed_precision)
+        # Frozen weights are stored in the compute dtype (the diffusers recipe); FSDP needs one dtype per flat
+        # parameter, so there everything stays fp32 and FSDP's mixed-precision policy casts for compute.
+        fsdp = acc.distributed_type == DistributedType.FSDP
+        self.weight_dtype = torch.float32 if fsdp else _weight_dtype(acc.mixed_precision)
         set_seed(cfg.seed)
         if cfg.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -344,6 +347,9 @@ class MVideoTrainer:
                     continue
                 self.state.global_step += 1
                 logs = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                if acc.num_processes > 1:  # log the mean over processes, not process 0's batch
+                    means = acc.reduce(torch.tensor(list(logs.values()), device=acc.device), reduction="mean")
+                    logs = dict(zip(logs, means.tolist()))
                 logs["lr"] = self.lr_scheduler.get_last_lr()[0]
                 self.history.append(logs)
                 micro, window = 0, []
@@ -357,20 +363,37 @@ class MVideoTrainer:
                     break
         progress.close()
         acc.wait_for_everyone()
-        weights = self.export() if acc.is_main_process else None
+        weights = self.export()
         acc.end_training()
         return TrainResult(weights, self.history)
 
     # -- 5. export ------------------------------------------------------------------------------------------------
-    def export(self, path: str | Path | None = None) -> Path:
-        """Write the MVideo weights file (LoRA in peft/diffusers key names + MVideo modules) the pipeline loads."""
+    def export(self, path: str | Path | None = None) -> Path | None:
+        """Write the MVideo weights file (LoRA in peft key names + MVideo modules) that `MVideoPipeline` loads.
+
+        Call it on every process: under FSDP the full weights are gathered collectively; the main process writes.
+        """
+        from accelerate.utils import DistributedType
+
         from mvideo_core.weights import save_mvideo_weights
 
-        cfg = self.config
+        cfg, acc = self.config, self.accelerator
+        model = self.unwrapped
+        if acc.distributed_type == DistributedType.FSDP:
+            state = acc.get_state_dict(self.model)  # full state dict on the main process
+            if acc.is_main_process:
+                model = self.load_model()  # a plain CPU copy to hold the gathered trained weights
+                trained = {k: v for k, v in state.items() if k in set(self.trainable_names)}
+                missing = set(self.trainable_names) - set(trained)
+                if missing:
+                    raise RuntimeError(f"FSDP state dict lacks trained weights {sorted(missing)[:5]}")
+                model.load_state_dict(trained, strict=False)
+        if not acc.is_main_process:
+            return None
         path = Path(path) if path else Path(cfg.output_dir) / cfg.export_name
         extra = {
             "steps": self.state.global_step,
             "consistency_weight": cfg.consistency_weight,
             "trainer": "mvideo_core",
         }
-        return save_mvideo_weights(self.unwrapped, path, base_model=cfg.base_model, extra_metadata=extra)
+        return save_mvideo_weights(model, path, base_model=cfg.base_model, extra_metadata=extra)
