@@ -61,7 +61,7 @@ def load_tracker(
     try:
         found = find_checkpoint(sam2, SAM2_IDS, models_dir, what="SAM2 weights", flag="--sam2")
     except WeightsNotFound as err:
-        if tracker == "sam2":
+        if tracker == "sam2" or sam2 is not None:  # asked for explicitly: say what is wrong with it
             raise
         message = f"{err}; using the weight-free classic tracker (GrabCut + optical flow) instead"
         logger.warning(message)
