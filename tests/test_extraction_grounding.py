@@ -1,0 +1,187 @@
+"""Grounding DINO (tiny random weights through the real loader), text queries, the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mvideo_core import extract
+from mvideo_core.extraction import (
+    COCO_CLASSES,
+    Detections,
+    ExtractionError,
+    GroundingSettings,
+    WeightsNotFound,
+    extract_masks,
+    load_grounder,
+    parse_box,
+    parse_click,
+    parse_phrases,
+)
+from mvideo_core.extraction.grounding import save_random_grounding_dino
+from mvideo_core.masks import load_masks
+from mvideo_core.samples import make_sample
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_gdino(tmp_path_factory):
+    return save_random_grounding_dino(tmp_path_factory.mktemp("gdino") / "grounding-dino-tiny")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_sample("shapes", size=(96, 144), num_frames=9)
+
+
+class FixedGrounder:
+    """A Grounder that 'finds' the ground-truth box of each named object on any frame (tests the plumbing)."""
+
+    settings = GroundingSettings()
+
+    def __init__(self, gt):
+        self.gt = gt
+
+    def detect(self, frame, phrases, frame_idx=0):
+        boxes, labels = [], []
+        for phrase in parse_phrases(phrases):
+            if phrase in self.gt.names:
+                ys, xs = np.nonzero(self.gt.masks[self.gt.names.index(phrase), frame_idx])
+                if len(ys):
+                    boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+                    labels.append(phrase)
+        return Detections(np.array(boxes).reshape(-1, 4), np.ones(len(labels)), labels, frame_idx)
+
+
+def test_coco_classes_are_the_80_names():
+    assert len(COCO_CLASSES) == 80 == len(set(COCO_CLASSES))
+    assert COCO_CLASSES[0] == "person" and COCO_CLASSES[-1] == "toothbrush"
+
+
+def test_tiny_grounding_dino_loads_and_detects(tiny_gdino, sample):
+    grounder = load_grounder(str(tiny_gdino), settings=GroundingSettings(0.0, 0.0), device="cpu")
+    frame = sample[0].frames[3]
+    found = grounder.detect(frame, "ball . box", frame_idx=3)
+    assert len(found) > 0 and found.frame_idx == 3
+    assert set(found.labels) <= {"ball", "box"}
+    assert found.boxes.shape == (len(found), 4) and found.boxes.dtype == np.float32
+    assert (found.boxes[:, 2] <= 144).all() and (found.boxes[:, 3] <= 96).all() and (found.boxes[:, :2] >= 0).all()
+    assert (np.diff(found.scores) <= 0).all()  # best first
+    best = found.best_per_label()
+    assert len(best.labels) == len(set(best.labels))
+
+
+def test_all_coco_classes_are_split_into_queries_that_fit(tiny_gdino, sample):
+    grounder = load_grounder(str(tiny_gdino), settings=GroundingSettings(0.0, 0.0), device="cpu")
+    groups = grounder._queries(COCO_CLASSES)
+    assert [p for g in groups for p in g] == COCO_CLASSES
+    for group in groups:
+        assert len(grounder.processor.tokenizer(" . ".join(group) + " .").input_ids) <= grounder.max_text_len
+    found = grounder.detect(sample[0].frames[0], COCO_CLASSES)
+    assert set(found.labels) <= set(COCO_CLASSES)
+
+
+def test_no_detection_is_a_clear_message_not_a_crash(tiny_gdino, sample):
+    grounder = load_grounder(str(tiny_gdino), settings=GroundingSettings(1.01, 1.01), device="cpu")
+    assert len(grounder.detect(sample[0].frames[0], "ball")) == 0
+    with pytest.raises(ExtractionError, match="no 'ball' found on frame 0"):
+        extract_masks(sample[0], text="ball", grounder=grounder, show_progress=False)
+
+
+@pytest.mark.parametrize("text", ["", " . ", ",", []])
+def test_empty_text_is_explained(text):
+    with pytest.raises(ExtractionError, match="holds no phrase"):
+        parse_phrases(text)
+
+
+def test_phrases_are_normalised():
+    assert parse_phrases("Person . a  red ball,dog .") == ["person", "a red ball", "dog"]
+
+
+def test_text_on_a_later_frame_adds_late_objects(sample):
+    video, gt = sample
+    result = extract_masks(
+        video, text="ball", text_frames=[5], boxes=["0,0,30,30@0"], grounder=FixedGrounder(gt), show_progress=False
+    )
+    assert result.masks.ids == [1, 2] and result.masks.names == ["ball", "object 2"]
+    assert result.masks.meta["prompt_frames"] == {"1": [5], "2": [0]}
+    assert result.detections[0].frame_idx == 5
+    inter = (result.masks.masks[0] & gt.masks[0]).sum()
+    assert inter / (result.masks.masks[0] | gt.masks[0]).sum() > 0.8  # tracked both ways from frame 5
+
+
+def test_text_without_grounding_weights_points_at_the_flag(sample):
+    with pytest.raises(ExtractionError, match="--grounding-dino"):
+        extract_masks(sample[0], text="ball", show_progress=False)
+
+
+def test_load_grounder_without_weights_names_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr("mvideo_core.extraction.discovery.in_hf_cache", lambda *a, **k: None)
+    with pytest.raises(WeightsNotFound, match="IDEA-Research/grounding-dino-tiny.*--grounding-dino"):
+        load_grounder(models_dir=tmp_path)
+
+
+def test_box_and_click_strings():
+    assert parse_box("10,20.5,30,40@7").box == (10.0, 20.5, 30.0, 40.0)
+    assert parse_box("10,20,30,40@7:3").frame == 7 and parse_box("10,20,30,40:3").obj_id == 3
+    click = parse_click("5,6,-@2")
+    assert (click.x, click.y, click.positive, click.frame) == (5.0, 6.0, False, 2)
+    assert parse_click("5,6").positive and parse_click("5,6,+@1:2").obj_id == 2
+    for bad in ["10,20,30@1", "a,b,c,d", "1,2,3,4@x"]:
+        with pytest.raises(ExtractionError, match="x0,y0,x1,y1@frame"):
+            parse_box(bad)
+    with pytest.raises(ExtractionError, match=r"x,y,\+@frame"):
+        parse_click("5,6,*@1")
+
+
+def test_click_past_the_end_and_outside_the_frame(sample):
+    with pytest.raises(ExtractionError, match="frame 40 is outside the video, which has frames 0..8"):
+        extract_masks(sample[0], clicks=["10,10,+@40"], show_progress=False)
+    with pytest.raises(ExtractionError, match="outside the 144x96 frame"):
+        extract_masks(sample[0], clicks=["500,10,+@0"], show_progress=False)
+    with pytest.raises(ExtractionError, match="nothing to segment"):
+        extract_masks(sample[0], show_progress=False)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("png", ".zip"), ("npz", ".npz"), ("coco", ".json")])
+def test_cli_writes_masks_overlay_and_summary(tmp_path, sample, fmt, suffix, monkeypatch):
+    from mvideo_core.video_io import write_video
+
+    monkeypatch.setattr("mvideo_core.extraction.discovery.in_hf_cache", lambda *a, **k: None)
+    video, gt = sample
+    path = write_video(tmp_path / "in.mp4", video.frames, video.fps)
+    ys, xs = np.nonzero(gt.masks[1, 0])
+    box = f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}@0"
+    out = tmp_path / "out"
+    code = extract.main(
+        [str(path), "--box", box, "--click", "20,20,+@4:2", "--out", str(out), "--format", fmt, "--quiet"]
+    )
+    assert code == 0
+    masks = load_masks(out / f"masks{suffix}")
+    assert masks.masks.shape == (2, 9, 96, 144) and masks.ids == [1, 2]
+    summary = json.loads((out / "extraction.json").read_text())
+    assert "weight-free fallback" in summary["tracker"] and (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_cli_text_without_weights_fails_cleanly(tmp_path, sample, capsys, monkeypatch):
+    from mvideo_core.video_io import write_video
+
+    monkeypatch.setattr("mvideo_core.extraction.discovery.in_hf_cache", lambda *a, **k: None)
+    path = write_video(tmp_path / "in.mp4", sample[0].frames, 8.0)
+    code = extract.main(
+        [str(path), "--text", "person . dog", "--out", str(tmp_path / "o"), "--models-dir", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "IDEA-Research/grounding-dino-tiny" in err and "--box" in err
+    code = extract.main([str(tmp_path / "missing.mp4"), "--box", "1,1,9,9@0", "--out", str(tmp_path / "o")])
+    assert code == 2 and "cannot read" in capsys.readouterr().err
