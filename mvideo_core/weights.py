@@ -241,6 +241,7 @@ def load_mvideo_pipeline(
 
     if mvideo_weights is None and require_mvideo_weights:
         resolve_mvideo_weights(None)  # raises the message naming the flag
+    weights_path = resolve_mvideo_weights(mvideo_weights) if mvideo_weights is not None else None  # fail fast
     base = resolve_base_model(base_model)
     try:
         base_transformer = CogVideoXTransformer3DModel.from_pretrained(
@@ -255,7 +256,7 @@ def load_mvideo_pipeline(
         ) from err
     pipe.mvideo_metadata = {"base_model": str(base_model), "mvideo_weights": None}
     if mvideo_weights is not None:
-        meta = load_mvideo_weights(pipe.transformer, mvideo_weights)
+        meta = load_mvideo_weights(pipe.transformer, weights_path)
         pipe.mvideo_metadata = {"base_model": str(base_model), "mvideo_weights": str(mvideo_weights), **meta}
         if meta.get("base_model") and Path(meta["base_model"]).name != Path(str(base_model)).name:
             warnings.warn(

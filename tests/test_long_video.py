@@ -154,3 +154,32 @@ def test_final_video_carries_the_source_audio(pipe, tmp_path):
     out = list(generate_long_video(pipe, "a dog", out_dir=tmp_path / "o", seconds=4, audio_from=tone, **FAST))
     assert probe_video(out[-1].path).has_audio
     assert not probe_video(out[0].path).has_audio  # streamed clips are silent
+
+
+def test_cli_generates_from_a_mask_file_on_a_tiny_random_model(tmp_path, capsys):
+    from mvideo_core.generate import main
+    from mvideo_core.masks import save_masks
+
+    m = np.zeros((1, 40, 48, 72), dtype=bool)
+    m[0, :, 10:30, 10:30] = True
+    mask_file = save_masks(MaskSet(m, fps=8.0), tmp_path / "masks.npz")
+    args = ["--masks", str(mask_file), "--prompt", "a dog", "--seconds", "4", "--out", str(tmp_path / "out")]
+    assert main([*args, "--steps", "1", "--tiny-random", "2b"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("clip 1/1") and json.loads(lines[-1])["frames"] == 33
+    assert (tmp_path / "out" / "final.mp4").is_file()
+
+
+def test_cli_names_the_missing_weights_and_flag(tmp_path, capsys):
+    from mvideo_core.generate import main
+
+    assert (
+        main(["--prompt", "a dog", "--out", str(tmp_path), "--mvideo-weights", str(tmp_path / "none.safetensors")])
+        == 2
+    )
+    assert "--mvideo-weights" in capsys.readouterr().err
+    assert (
+        main(["--prompt", "a dog", "--out", str(tmp_path), "--masks", str(tmp_path / "nope.zip"), "--tiny-random"])
+        == 2
+    )
+    assert "no such mask file" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""CLI: generate a long MVideo video from a mask sequence and a prompt, clip by clip.
+
+    python -m mvideo_core.generate --masks masks.zip --prompt "an astronaut doing a backflip on the moon" \\
+        --seconds 16 --out projects/moon --base-model THUDM/CogVideoX-5b --mvideo-weights path/or/hub-id
+
+`--masks` takes a mask file (`.zip` PNGs, `.npz`, label `.mp4`, COCO `.json`), a folder holding one, or a folder of
+per-frame PNGs. Without `--masks` the video follows the text only. `--tiny-random` runs the whole path on a tiny
+random model (noise-like output) for smoke tests, with no download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvideo_core.long_video import FPS, ClipResult, generate_long_video
+from mvideo_core.masks import MaskSet, load_masks
+from mvideo_core.weights import DEFAULT_BASE_MODEL, WeightsError, load_mvideo_pipeline
+
+MASK_FILE_SUFFIXES = (".zip", ".npz", ".mp4", ".json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mvideo_core.generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--prompt", required=True, help="what the video shows")
+    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--masks", type=Path, default=None, help="mask file or folder (omit for text only)")
+    p.add_argument("--mask-fps", type=float, default=None, help="frame rate of masks that carry none (default 8)")
+    p.add_argument("--seconds", type=int, default=16, help="length, a multiple of 4 (clips are 4 s)")
+    p.add_argument("--out", type=Path, required=True, help="project folder for the clips, final.mp4, generation.json")
+    p.add_argument(
+        "--base-model", "--base", dest="base_model", default=DEFAULT_BASE_MODEL, help="CogVideoX hub id or folder"
+    )
+    p.add_argument("--mvideo-weights", default=None, help="mvideo.safetensors file, folder or hub id")
+    p.add_argument("--no-mvideo-weights", action="store_true", help="run base CogVideoX (masks have no effect)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps per clip")
+    p.add_argument("--seed", type=int, default=0, help="seed of clip 0 (clip k uses seed + k)")
+    p.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (text only)")
+    p.add_argument("--no-dynamic-cfg", action="store_true", help="constant guidance instead of CogVideoX's schedule")
+    p.add_argument("--height", type=int, default=None, help="default: the base model's (480)")
+    p.add_argument("--width", type=int, default=None, help="default: the base model's (720)")
+    p.add_argument("--start-image", type=Path, default=None, help="an image the first clip starts from")
+    p.add_argument("--color-match", action="store_true", help="match every clip's colours to clip 0 (less drift)")
+    p.add_argument("--audio-from", type=Path, default=None, help="copy this video's audio into final.mp4")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming in --out")
+    p.add_argument("--offload", choices=["none", "model", "sequential"], default="none", help="CPU offload (CUDA)")
+    p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less GPU memory)")
+    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when present)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None, help="default bf16 on CUDA")
+    p.add_argument(
+        "--tiny-random",
+        nargs="?",
+        const="2b",
+        choices=["2b", "5b"],
+        default=None,
+        help="use a tiny random model (smoke tests; noise-like output, no download)",
+    )
+    return p
+
+
+def _natural_key(name: str) -> list:
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
+
+
+def load_masks_arg(path: Path, fps: float | None = None) -> MaskSet:
+    """A mask file, a folder holding one, or a folder of per-frame PNGs (white = subject) -> MaskSet."""
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in MASK_FILE_SUFFIXES)
+        if files:
+            return load_masks(files[0], fps=fps)
+        pngs = sorted((f for f in path.iterdir() if f.suffix.lower() == ".png"), key=lambda f: _natural_key(f.name))
+        if not pngs:
+            raise ValueError(f"{path} holds no mask file ({', '.join(MASK_FILE_SUFFIXES)}) and no PNG frames")
+        import cv2
+
+        frames = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in pngs]
+        bad = [f.name for f, m in zip(pngs, frames) if m is None]
+        if bad:
+            raise ValueError(f"unreadable PNG masks in {path}: {bad[:5]}")
+        if len({m.shape for m in frames}) != 1:
+            raise ValueError(f"the PNG masks in {path} differ in size; export them again at one size")
+        return MaskSet(np.stack(frames)[None] > 127, fps=fps or FPS, names=[path.name])
+    return load_masks(path, fps=fps)
+
+
+def _tiny_base(out: Path, style: str) -> Path:
+    from mvideo_core.tiny import save_tiny_base_model
+
+    folder = out / ".tiny-base"
+    if not (folder / "model_index.json").is_file():
+        save_tiny_base_model(folder, style)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    try:
+        masks = load_masks_arg(args.masks, args.mask_fps) if args.masks is not None else None
+        start_image = None
+        if args.start_image is not None:
+            from PIL import Image
+
+            start_image = np.asarray(Image.open(args.start_image).convert("RGB"))
+        if args.tiny_random:
+            pipe = load_mvideo_pipeline(_tiny_base(args.out, args.tiny_random), None, require_mvideo_weights=False)
+            pipe.mvideo_metadata["base_model"] = f"tiny-random-{args.tiny_random}"
+        else:
+            pipe = load_mvideo_pipeline(
+                args.base_model,
+                args.mvideo_weights,
+                require_mvideo_weights=not args.no_mvideo_weights,
+                torch_dtype=getattr(torch, dtype_name),
+            )
+        if args.offload != "none":
+            pipe.configure_memory(offload=args.offload, vae_tiling=args.vae_tiling)
+        else:
+            pipe.configure_memory(vae_tiling=args.vae_tiling)
+            pipe.to(device)
+        for result in generate_long_video(
+            pipe,
+            args.prompt,
+            out_dir=args.out,
+            seconds=args.seconds,
+            masks=masks,
+            mask_fps=args.mask_fps or FPS,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            use_dynamic_cfg=not args.no_dynamic_cfg,
+            height=args.height,
+            width=args.width,
+            start_image=start_image,
+            color_match=args.color_match,
+            audio_from=args.audio_from,
+            resume=not args.no_resume,
+        ):
+            if isinstance(result, ClipResult):
+                state = "resumed" if result.resumed else f"{result.seconds:.1f} s"
+                print(f"clip {result.index + 1}/{result.num_clips}: {result.path} ({state})", flush=True)
+            else:
+                print(
+                    json.dumps(
+                        {"final": str(result.path), "frames": result.num_frames, "record": str(result.generation_json)}
+                    )
+                )
+    except (WeightsError, ValueError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
