@@ -50,8 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--size", type=_size, default=(480, 720), help="frames and masks size HxW (default 480x720)")
     p.add_argument("--scene-threshold", type=float, default=27.0, help="PySceneDetect ContentDetector threshold")
-    p.add_argument("--grounder", default="IDEA-Research/grounding-dino-base", help="Grounding DINO id or folder")
-    p.add_argument("--tracker", default="auto", help="auto | sam2 | classic | a SAM2 id or folder")
+    p.add_argument(
+        "--grounder",
+        default=None,
+        help="Grounding DINO folder or hub id (default: found in --models-dir or the Hugging Face cache)",
+    )
+    p.add_argument(
+        "--tracker",
+        default="auto",
+        help="auto (SAM2 if found, else the classic tracker) | sam2 | classic | a SAM2 folder or hub id",
+    )
+    p.add_argument("--models-dir", default=None, help="folder searched for Grounding DINO and SAM2 weights")
     p.add_argument("--device", default=None, help="device for the models (default: cuda if available)")
     p.add_argument("--box-threshold", type=float, default=0.35)
     p.add_argument("--max-objects", type=int, default=3)
@@ -94,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         from mvideo_core.extraction import load_grounder, load_tracker
 
-        grounder = load_grounder(args.grounder, device=args.device)
-        tracker = load_tracker(args.tracker, device=args.device)
+        grounder = load_grounder(args.grounder, models_dir=args.models_dir, device=args.device)
+        tracker = load_tracker(args.tracker, models_dir=args.models_dir, device=args.device)
     except (DatasetBuildError, CaptionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -154,6 +154,7 @@ class ShardWriter:
         self.status_path = self.folder / f"status-{suffix}.jsonl"
         for path in (self.manifest_path, self.status_path):
             _drop_torn_tail(path)
+            path.touch()  # a shard that keeps no clip still has a (empty) manifest
 
     def _append(self, path: Path, line: str) -> None:
         with path.open("a", encoding="utf-8") as handle:
