@@ -75,12 +75,26 @@ def cache(tmp_path_factory, dataset_dir, base_model):
 
 def test_plan_sample_takes_the_last_window_and_the_frames_before_it():
     geometry = CacheGeometry(fps=8.0, **GEOMETRY)
-    assert plan_sample(9, geometry) == (0, None)
-    start, motion = plan_sample(12, geometry)
-    assert start == 3
-    assert motion == [0] * 6 + [0, 1, 2]  # the 9 frames before frame 3, the first repeated where the clip ends
+    assert plan_sample(9, geometry) == (0, None, None)
+    start, appearance, motion = plan_sample(12, geometry)
+    assert (start, appearance) == (3, 3)
+    assert motion == [0] * 5 + [0, 1, 2, 3]  # the 9 frames ending at frame 3, frame 0 repeated before the clip
     with pytest.raises(CacheError, match="fewer than the 9"):
         plan_sample(8, geometry)
+
+
+def test_samples_are_cut_as_long_video_generates():
+    """At paper geometry the conditions of a training sample are exactly those `long_video` feeds clip k > 0."""
+    from mvideo_core.long_video import clip_frame_ranges, condition_window
+
+    geometry = CacheGeometry.from_config(TrainConfig())
+    for num_clips in (2, 3):
+        total = clip_frame_ranges(num_clips)[-1][1]  # a clip of exactly that many frames
+        start, appearance, motion = plan_sample(total, geometry)
+        assert (start, start + geometry.num_frames) == clip_frame_ranges(num_clips)[-1]
+        want_appearance, (lo, hi) = condition_window(start)
+        assert appearance == want_appearance
+        assert motion == list(range(lo, hi))
 
 
 def test_mask_video_is_three_channels_in_minus_one_one():

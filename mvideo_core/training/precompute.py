@@ -1,9 +1,10 @@
 """The latent cache: everything the trainer needs from a manifest, VAE- and T5-encoded once, as safetensors shards.
 
 Per clip of the manifest one training sample: the target window is the clip's last `num_frames` frames (4 s at
-8 fps); when frames precede it, the two long-video conditions of paper 3.3 come from them: the last full-resolution
-frame before the window (appearance) and the `condition_frames` frames before it at 256x384 (motion; the clip's first
-frame repeats where the clip is shorter). The mask condition is the union of the clip's masks over the window, as a
+8 fps); when frames precede it, the two long-video conditions of paper 3.3 come from them, cut as `long_video`
+generates (clips overlap by one frame): the full-resolution frame where the window starts (appearance = the previous
+clip's last frame) and the `condition_frames` frames ending there at 256x384 (motion; the clip's first frame repeats
+where the clip is shorter). The mask condition is the union of the clip's masks over the window, as a
 3-channel video in [-1, 1]. Text is the T5 embedding of the caption.
 
     python -m mvideo_core.training.precompute --config train.yaml --manifest DATASET_DIR [--device cuda]
@@ -100,8 +101,12 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int)
 # -- sample planning --------------------------------------------------------------------------------------------------
 
 
-def plan_sample(num_clip_frames: int, geometry: CacheGeometry) -> tuple[int, list[int] | None]:
-    """(first frame of the target window, frame indices of the motion condition or None for a first clip)."""
+def plan_sample(num_clip_frames: int, geometry: CacheGeometry) -> tuple[int, int | None, list[int] | None]:
+    """(first frame s of the target window, appearance frame, motion frames) of a clip, cut exactly as
+    `long_video` generates: the window is the clip's last `num_frames` frames; the appearance frame is frame s (the
+    previous clip's last frame is the same instant as this clip's first), the motion frames are the
+    `condition_frames` frames ending at s, i.e. [s - condition_frames + 1, s + 1) (frame 0 repeats before the clip).
+    A window starting at frame 0 is a first clip: no conditions."""
     if num_clip_frames < geometry.num_frames:
         raise CacheError(
             f"the clip has {num_clip_frames} frames, fewer than the {geometry.num_frames} a sample needs; "
@@ -109,9 +114,9 @@ def plan_sample(num_clip_frames: int, geometry: CacheGeometry) -> tuple[int, lis
         )
     start = num_clip_frames - geometry.num_frames
     if start == 0:
-        return 0, None
-    motion = [max(0, i) for i in range(start - geometry.condition_frames, start)]
-    return start, motion
+        return 0, None, None
+    motion = [max(0, i) for i in range(start - geometry.condition_frames + 1, start + 1)]
+    return start, start, motion
 
 
 def _read_clip(record: ClipRecord, dataset_dir: Path, geometry: CacheGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +156,7 @@ def encode_clip(
     from mvideo_core.video_io import resize_frames
 
     frames, masks = _read_clip(record, dataset_dir, geometry)
-    start, motion_idx = plan_sample(len(frames), geometry)
+    start, appearance_idx, motion_idx = plan_sample(len(frames), geometry)
     window = slice(start, start + geometry.num_frames)
     generator = torch.Generator().manual_seed(zlib.crc32(record.clip_id.encode()))
     sample = {
@@ -160,9 +165,8 @@ def encode_clip(
         "prompt_embeds": encode_prompts(tokenizer, text_encoder, [record.caption], max_text_length)[0],  # [L, D]
     }
     if motion_idx is not None:
-        sample["appearance"] = encode_video(vae, frames_to_tensor(frames[start - 1 : start]), generator)[
-            0
-        ]  # [1, C, h, w]
+        appearance = frames[appearance_idx : appearance_idx + 1]
+        sample["appearance"] = encode_video(vae, frames_to_tensor(appearance), generator)[0]  # [1, C, h, w]
         low = resize_frames(frames[motion_idx], (geometry.condition_height, geometry.condition_width), fit="crop")
         sample["motion"] = encode_video(vae, frames_to_tensor(low), generator)[0]  # [Fc, C, h', w']
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sample.items()}
