@@ -120,13 +120,37 @@ class Prompt:
         return Prompt(box, points, labels)
 
 
+class PackedMasks:
+    """bool [T, H, W] kept 8 pixels per byte (`np.packbits` along W), so a long video's masks cost 1/8 of a bool
+    array while tracking; `masks[t]` reads or writes one frame as bool [H, W]."""
+
+    def __init__(self, num_frames: int, height: int, width: int):
+        self.shape = (num_frames, height, width)
+        self._bits = np.zeros((num_frames, height, (width + 7) // 8), np.uint8)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return np.unpackbits(self._bits[t], axis=-1, count=self.shape[2]).view(bool)
+
+    def __setitem__(self, t: int, mask: np.ndarray) -> None:
+        self._bits[t] = np.packbits(np.asarray(mask, bool), axis=-1)
+
+    def unpack_into(self, out: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Fill `out` bool [T, H, W] a few frames at a time (no full-size temporary)."""
+        for t0 in range(0, self.shape[0], chunk):
+            out[t0 : t0 + chunk] = np.unpackbits(self._bits[t0 : t0 + chunk], axis=-1, count=self.shape[2]).view(bool)
+        return out
+
+
 @dataclass
 class TrackedObject:
     """One object in a session: its prompts per frame and its masks at video resolution."""
 
     obj_id: int
     name: str
-    masks: np.ndarray  # bool [T, H, W] at video resolution
+    masks: PackedMasks  # bool [T, H, W] at video resolution, bit-packed
     done: np.ndarray  # bool [T]: frame has a mask from this object's prompts
     prompts: dict[int, Prompt] = field(default_factory=dict)
     pending: set[int] = field(default_factory=set)  # prompt frames whose region must be (re)propagated
@@ -303,9 +327,7 @@ class Tracker:
         obj = session.objects.get(obj_id)
         if obj is None:
             t, (h, w) = session.num_frames, session.size
-            obj = TrackedObject(
-                obj_id, name or f"object {obj_id}", np.zeros((t, h, w), bool), np.zeros(t, bool), state={}
-            )
+            obj = TrackedObject(obj_id, name or f"object {obj_id}", PackedMasks(t, h, w), np.zeros(t, bool), state={})
             session.objects[obj_id] = obj
         elif name:
             obj.name = name
@@ -388,7 +410,9 @@ class Tracker:
         """The session's masks as a `MaskSet` bool [K, T, H, W], ids sorted; `meta` names the tracker."""
         ids = sorted(session.objects)
         t, (h, w) = session.num_frames, session.size
-        masks = np.stack([session.objects[i].masks for i in ids]) if ids else np.zeros((0, t, h, w), bool)
+        masks = np.zeros((len(ids), t, h, w), bool)
+        for k, i in enumerate(ids):
+            session.objects[i].masks.unpack_into(masks[k])
         meta = {"tracker": self.description or self.name, **session.meta}
         if getattr(self, "status", None):
             meta["tracker_status"] = self.status  # e.g. why the weight-free fallback is in use
