@@ -284,3 +284,47 @@ def test_train_cli_runs_from_a_config_file(tmp_path, base_model, cache, capsys):
     assert train.main(["--config", str(path), "--set", "max_train_steps=2"]) == 0
     assert "mvideo.safetensors" in capsys.readouterr().out
     assert (Path(cfg.output_dir) / "mvideo.safetensors").is_file()
+
+
+def test_bf16_keeps_the_base_in_bf16_and_trains_fp32_weights(tmp_path, base_model, cache):
+    trainer = MVideoTrainer(make_config(tmp_path, base_model, cache, mixed_precision="bf16")).setup()
+    params = dict(trainer.unwrapped.named_parameters())
+    assert {params[n].dtype for n in trainer.trainable_names} == {torch.float32}
+    assert {p.dtype for n, p in params.items() if n not in set(trainer.trainable_names)} == {torch.bfloat16}
+    terms = trainer.compute_loss(_batch(trainer), step_generator(0, 0, 0, 0))
+    assert terms.consistency.item() == 0.0 and torch.isfinite(terms.total)
+    trainer.accelerator.backward(terms.total)
+    assert all(params[n].grad is not None for n in trainer.trainable_names)
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_train_and_resume_with_the_same_losses(tmp_path, base_model, cache):
+    """`torchrun --nproc_per_node 2` on the CPU (gloo): the DDP path, checkpoints and resume of a real launch."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_config(tmp_path, base_model, cache, max_train_steps=4, checkpointing_steps=2, report_to="tensorboard")
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mvideo_core.train"]
+    subprocess.run([*launch, "--config", str(path)], env=env, check=True, capture_output=True)
+    resume = [f"resume_from_checkpoint={cfg.output_dir}/checkpoint-2", f"output_dir={tmp_path / 'resumed'}"]
+    subprocess.run([*launch, "--config", str(path), "--set", *resume], env=env, check=True, capture_output=True)
+
+    def losses(run: Path) -> dict[int, float]:
+        for events in (run / "logs").rglob("events.out.tfevents.*"):
+            acc = EventAccumulator(str(events))
+            acc.Reload()
+            if "loss" in acc.Tags()["scalars"]:
+                return {e.step: e.value for e in acc.Scalars("loss")}
+        return {}
+
+    full, resumed = losses(Path(cfg.output_dir)), losses(tmp_path / "resumed")
+    assert sorted(full) == [1, 2, 3, 4] and sorted(resumed) == [3, 4]
+    assert [resumed[s] for s in (3, 4)] == pytest.approx([full[s] for s in (3, 4)], rel=1e-5)
+    assert (tmp_path / "resumed" / "mvideo.safetensors").is_file()
