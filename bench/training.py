@@ -83,10 +83,13 @@ def saved_activation_mib(trainer, batch) -> float:
     """MiB of tensors autograd keeps for the backward of one loss (what grows with model and clip size)."""
     from mvideo_core.training.trainer import step_generator
 
+    weights = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
     seen: dict[int, int] = {}
 
     def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in weights:  # weights saved for the input gradient are not activations
+            seen[ptr] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

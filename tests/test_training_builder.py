@@ -359,3 +359,19 @@ def test_cli_without_grounding_weights_names_the_flag(tmp_path, corpus, capsys, 
     code = build_dataset.main([str(corpus), str(tmp_path / "ds"), "--models-dir", str(tmp_path / "none")])
     assert code == 2
     assert "--grounding-dino" in capsys.readouterr().err
+
+
+def test_captioner_that_cannot_load_says_what_to_give_instead(tmp_path, monkeypatch):
+    from mvideo_core.training.captions import TransformersCaptioner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    captioner = TransformersCaptioner(str(tmp_path / "no-such-model"))
+    source = CaptionSource(captioner=captioner)
+    with pytest.raises(CaptionError, match="could not load the captioner .* sidecars or a CSV"):
+        source.caption(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_empty_captioner_output_is_an_error(tmp_path):
+    source = CaptionSource(captioner=lambda frames: "  ")
+    with pytest.raises(CaptionError, match="empty caption"):
+        source.caption(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.uint8))
