@@ -272,7 +272,8 @@ def generate_long_video(
 
     if not progress:
         pipe.set_progress_bar_config(disable=True)
-    clips: list[np.ndarray] = []
+    previous: np.ndarray | None = None  # only the last clip is kept in memory: memory does not grow with length
+    reference_frame: np.ndarray | None = None  # clip 0's last frame, for drift
     drifts: list[dict[str, float]] = []
     paths: list[Path] = []
     reference_stats = None
@@ -295,7 +296,7 @@ def generate_long_video(
                     prompt,
                     negative_prompt=negative_prompt,
                     masks=None if timeline is None else timeline[start:stop],
-                    previous=clips[-1] if clips else None,
+                    previous=previous,
                     start_image=start_image if k == 0 else None,
                     height=height,
                     width=width,
@@ -314,9 +315,9 @@ def generate_long_video(
                 write_video(path, frames, FPS)
                 resumed, elapsed = False, time.perf_counter() - t0
             if k == 0:
-                reference_stats = lab_stats(frames)
-            drift = color_drift(frames[-1], clips[0][-1] if clips else frames[-1])
-            clips.append(frames)
+                reference_stats, reference_frame = lab_stats(frames), frames[-1]
+            drift = color_drift(frames[-1], reference_frame)
+            previous = frames
             drifts.append(drift)
             paths.append(path)
             if not resumed:
@@ -330,8 +331,13 @@ def generate_long_video(
     finally:
         bar.close()
 
-    # Join: drop the first frame of every clip after the first (it repeats the previous clip's last frame).
-    video = np.concatenate([clips[0], *(c[1:] for c in clips[1:])])  # [32n + 1, H, W, 3]
+    # Join from the saved clips: drop the first frame of every clip after the first (it repeats the previous
+    # clip's last frame). video: [32n + 1, H, W, 3]
+    video = np.empty((total_frames(num_clips), *previous.shape[1:]), dtype=np.uint8)
+    for k, (start, stop) in enumerate(clip_frame_ranges(num_clips)):
+        with np.load(state_dir / f"clip_{k:03d}.npz") as data:
+            skip = 0 if k == 0 else 1
+            video[start + skip : stop] = data["frames"][skip:]
     final = write_video(out_dir / FINAL_FILE, video, FPS, audio_from=audio_from)
     record["final"] = {"file": final.name, "num_frames": int(video.shape[0]), "audio_from": str(audio_from or "")}
     record["drift"] = {

@@ -545,7 +545,12 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         # mask and conditions go to both guidance branches
         n_branches = 2 if do_classifier_free_guidance else 1
         mask_input = None if mask_latents is None else torch.cat([mask_latents] * n_branches)
-        cond_input = None if condition_latents is None else condition_latents.repeat(n_branches)
+        cond_input = None  # the condition stream runs once per clip; both branches share its keys/values
+        if condition_latents is not None:
+            p = self.transformer.config.patch_size
+            cond_input = self.transformer.condition_cache(
+                condition_latents, latents.shape[3] // p, latents.shape[4] // p, attention_kwargs
+            )
 
         # 7. Denoising loop
         num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)

@@ -17,12 +17,14 @@ along the sequence. Their positions place them before the clip in time: the moti
 scaled onto the high-resolution grid (token centres aligned). RoPE models get rotary embeddings at those coordinates,
 sincos models get the sincos embedding at them. Condition tokens carry no mask (their mask channels are zeros).
 
-Attention with condition tokens is decoupled (as in IP-Adapter): text and noisy tokens attend to themselves exactly as
-in the base model, plus a cross-attention to the condition tokens scaled by a per-layer, per-head gate `tanh(g)` with
-g = 0 at start; condition tokens attend to the text and to themselves. So a fresh model ignores any condition (parity
-again), the gate learns how much to use them, and the cost matches one joint sequence of noisy + condition tokens
-minus the condition-to-noisy block. Only the noisy tokens are predicted: condition tokens are dropped before the output
-projection.
+Attention with condition tokens is decoupled (as in IP-Adapter). The condition tokens are clean frames: they run
+through the transformer blocks as their own short sequence, at timestep 0 and without text, attending only to each
+other; each block keeps their keys and values (`ConditionCache`). Text and noisy tokens attend to themselves exactly as
+in the base model, plus a cross-attention to the condition keys/values scaled by a per-layer, per-head gate `tanh(g)`
+with g = 0 at start. So a fresh model ignores any condition (parity again) and the gate learns how much to use them.
+Because the condition stream does not depend on the noisy latents or the step, inference computes it once per clip
+(`condition_cache`) and each denoising step only pays the cross-attention of the noisy tokens to the condition keys.
+Only the noisy tokens are predicted.
 """
 
 from __future__ import annotations
@@ -94,6 +96,24 @@ class ConditionLatents:
         return ConditionLatents(
             *(None if t is None else t.to(device=device, dtype=dtype) for t in (self.appearance, self.motion))
         )
+
+
+@dataclass
+class ConditionCache:
+    """Keys and values of the condition tokens in every block: `kv[i] = (k, v)`, each [B, heads, Nc, head_dim].
+
+    Made by `MVideoTransformer3DModel.condition_cache` once per clip; pass it as `condition_latents` at every step.
+    """
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.kv[0][0].shape[2])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.kv[0][0].shape[0])
 
 
 # -- positions --------------------------------------------------------------------------------------------------
@@ -182,12 +202,12 @@ def _grid_coords(times: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) ->
 
 
 class MVideoAttnProcessor:
-    """CogVideoX attention with decoupled, gated attention to trailing condition tokens.
+    """CogVideoX attention plus gated, decoupled cross-attention to cached condition keys/values.
 
-    With `num_condition_tokens == 0` this computes exactly what `CogVideoXAttnProcessor2_0` computes. Otherwise the
-    last `num_condition_tokens` tokens of `hidden_states` are conditions: text+noisy queries attend to text+noisy keys
-    as in the base model, plus `tanh(condition_gate)` times their attention to the condition keys; condition queries
-    attend to text and condition keys.
+    Without `condition_kv` this computes exactly what `CogVideoXAttnProcessor2_0` computes. With
+    `condition_kv = (k, v)` ([B or 1, heads, Nc, head_dim]) every query also attends to the conditions and that result
+    is added scaled by `tanh(condition_gate)` ([heads]). `store_kv` (a list) receives this call's keys and values, after
+    RoPE: that is how the condition stream fills the `ConditionCache`.
     """
 
     def __call__(
@@ -197,16 +217,15 @@ class MVideoAttnProcessor:
         encoder_hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-        num_condition_tokens: int = 0,
+        condition_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         condition_gate: torch.Tensor | None = None,
+        store_kv: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         text_seq_length = encoder_hidden_states.size(1)
-        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)  # [B, L + N + Nc, D]
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)  # [B, L + N, D]
         batch_size, sequence_length, _ = hidden_states.shape
 
         if attention_mask is not None:
-            if num_condition_tokens:
-                raise ValueError("attention masks are not supported together with condition tokens")
             attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
             attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
 
@@ -226,24 +245,20 @@ class MVideoAttnProcessor:
             query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+        if store_kv is not None:
+            store_kv.append((key, value))
 
-        if not num_condition_tokens:
-            hidden_states = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
-            )
-        else:
-            n = sequence_length - num_condition_tokens  # text + noisy tokens
-            q_main, k_main, v_main = query[:, :, :n], key[:, :, :n], value[:, :, :n]
-            k_cond, v_cond = key[:, :, n:], value[:, :, n:]
-            main = F.scaled_dot_product_attention(q_main, k_main, v_main)  # [B, heads, n, hd]
-            cross = F.scaled_dot_product_attention(q_main, k_cond, v_cond)  # [B, heads, n, hd]
-            gate = torch.tanh(condition_gate).to(main.dtype).view(1, -1, 1, 1)
-            main = main + gate * cross
-            # Condition queries see the text and the conditions: [B, heads, Nc, hd]
-            k_ctx = torch.cat([key[:, :, :text_seq_length], k_cond], dim=2)
-            v_ctx = torch.cat([value[:, :, :text_seq_length], v_cond], dim=2)
-            cond = F.scaled_dot_product_attention(query[:, :, n:], k_ctx, v_ctx)
-            hidden_states = torch.cat([main, cond], dim=2)  # [B, heads, S, hd]
+        hidden_states = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+        )
+        if condition_kv is not None:
+            k_cond, v_cond = condition_kv
+            if k_cond.shape[0] != batch_size:  # e.g. one condition set for both guidance branches
+                k_cond = k_cond.repeat(batch_size // k_cond.shape[0], 1, 1, 1)
+                v_cond = v_cond.repeat(batch_size // v_cond.shape[0], 1, 1, 1)
+            cross = F.scaled_dot_product_attention(query, k_cond.to(query.dtype), v_cond.to(query.dtype))
+            gate = torch.tanh(condition_gate).to(hidden_states.dtype).view(1, -1, 1, 1)
+            hidden_states = hidden_states + gate * cross
 
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = attn.to_out[0](hidden_states)
@@ -486,7 +501,10 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         return x.flatten(3).transpose(2, 3).flatten(1, 2)
 
     def _check_mvideo_inputs(
-        self, hidden_states: torch.Tensor, mask_latents: torch.Tensor | None, conditions: ConditionLatents | None
+        self,
+        hidden_states: torch.Tensor,
+        mask_latents: torch.Tensor | None,
+        conditions: ConditionLatents | ConditionCache | None,
     ) -> None:
         b, f, c, h, w = hidden_states.shape
         p = self.config.patch_size
@@ -499,8 +517,17 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
                 )
         if conditions is None:
             return
+        if isinstance(conditions, ConditionCache):
+            if len(conditions.kv) != len(self.transformer_blocks) or b % conditions.batch_size:
+                raise ValueError(
+                    f"condition cache has {len(conditions.kv)} layers for batch {conditions.batch_size}; the model has "
+                    f"{len(self.transformer_blocks)} layers and the batch is {b}: build it with condition_cache()"
+                )
+            return
         if not isinstance(conditions, ConditionLatents):
-            raise TypeError(f"`condition_latents` must be a ConditionLatents, got {type(conditions).__name__}")
+            raise TypeError(
+                f"`condition_latents` must be a ConditionLatents or ConditionCache, got {type(conditions).__name__}"
+            )
         if conditions.appearance is not None:
             want = (b, 1, c, h, w)
             if tuple(conditions.appearance.shape) != want:
@@ -516,6 +543,46 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
                     f"got {tuple(conditions.motion.shape)}"
                 )
 
+    def _time_embedding(self, timestep, timestep_cond, ofs, dtype: torch.dtype) -> torch.Tensor:
+        emb = self.time_embedding(self.time_proj(timestep).to(dtype=dtype), timestep_cond)
+        if self.ofs_embedding is not None:
+            emb = emb + self.ofs_embedding(self.ofs_proj(ofs).to(dtype=dtype))
+        return emb
+
+    def condition_cache(
+        self,
+        conditions: ConditionLatents,
+        grid_h: int,
+        grid_w: int,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> ConditionCache:
+        """Run the condition tokens through the blocks (clean: timestep 0, no text) and keep their keys/values.
+
+        grid_h, grid_w: the noisy token grid (latent size / patch size) the conditions are placed against.
+        Independent of the noisy latents and the step, so inference computes it once per clip.
+        """
+        tokens = self._condition_tokens(conditions, grid_h, grid_w, self.dtype)  # [B, Nc, D]
+        batch = tokens.shape[0]
+        temb = self._time_embedding(torch.zeros(batch, device=tokens.device), None, None, tokens.dtype)
+        rope = None
+        if self.config.use_rotary_positional_embeddings:
+            t, r, c = self.condition_coordinates(grid_h, grid_w, conditions)
+            rope = tuple(x.to(tokens.device) for x in rotary_at(self.config.attention_head_dim, t, r, c))
+        no_text = tokens.new_zeros(batch, 0, tokens.shape[-1])
+        hidden = self.embedding_dropout(tokens)
+        kv = []
+        for block in self.transformer_blocks:
+            store: list = []
+            hidden, _ = block(
+                hidden_states=hidden,
+                encoder_hidden_states=no_text,
+                temb=temb,
+                image_rotary_emb=rope,
+                attention_kwargs={**(attention_kwargs or {}), "store_kv": store},
+            )
+            kv.append(store[0])
+        return ConditionCache(kv)
+
     @apply_lora_scale("attention_kwargs")
     def forward(
         self,
@@ -528,14 +595,16 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         attention_kwargs: dict[str, Any] | None = None,
         return_dict: bool = True,
         mask_latents: torch.Tensor | None = None,
-        condition_latents: ConditionLatents | None = None,
+        condition_latents: ConditionLatents | ConditionCache | None = None,
     ) -> tuple[torch.Tensor] | Transformer2DModelOutput:
-        """Predict for the noisy latents [B, F, C, H, W]; `mask_latents` [B, F, C_mask, H, W]; conditions optional."""
+        """Predict for the noisy latents [B, F, C, H, W].
+
+        mask_latents: [B, F, C_mask, H, W] or None (no mask). condition_latents: `ConditionLatents` of the previous
+        clip, or the `ConditionCache` made from them by `condition_cache()` (same result, cheaper per step), or None.
+        """
         if self._teacher:
             mask_latents, condition_latents = None, None
-        if condition_latents is not None and not isinstance(condition_latents, ConditionLatents):
-            raise TypeError(f"`condition_latents` must be a ConditionLatents, got {type(condition_latents).__name__}")
-        if condition_latents is not None and condition_latents.is_empty:
+        if isinstance(condition_latents, ConditionLatents) and condition_latents.is_empty:
             condition_latents = None
         self._check_mvideo_inputs(hidden_states, mask_latents, condition_latents)
         batch_size, num_frames, channels, height, width = hidden_states.shape
@@ -543,45 +612,29 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         grid_h, grid_w = height // p, width // p
 
         # 1. Time embedding
-        t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
-        emb = self.time_embedding(t_emb, timestep_cond)
-        if self.ofs_embedding is not None:
-            emb = emb + self.ofs_embedding(self.ofs_proj(ofs).to(dtype=hidden_states.dtype))
+        emb = self._time_embedding(timestep, timestep_cond, ofs, hidden_states.dtype)
 
-        # 2. Patch embedding: text [B, L, D], noisy [B, N, D] (+ mask channels), conditions [B, Nc, D]
+        # 2. Patch embedding: text [B, L, D], noisy [B, N, D] (+ mask channels); conditions -> cached keys/values
         text_seq_length = encoder_hidden_states.shape[1]
         tokens = self.patch_embed(encoder_hidden_states, hidden_states)
         encoder_hidden_states, hidden_states = tokens[:, :text_seq_length], tokens[:, text_seq_length:]
-        num_noisy = hidden_states.shape[1]
         if mask_latents is not None:
             hidden_states = hidden_states + self._patch_tokens(mask_latents.to(hidden_states.dtype), self.mask_proj)
-        num_cond = 0
-        if condition_latents is not None:
-            cond_tokens = self._condition_tokens(condition_latents, grid_h, grid_w, hidden_states.dtype)
-            num_cond = cond_tokens.shape[1]
-            hidden_states = torch.cat([hidden_states, cond_tokens], dim=1)  # [B, N + Nc, D]
         encoder_hidden_states = self.embedding_dropout(encoder_hidden_states)
         hidden_states = self.embedding_dropout(hidden_states)
-
-        if self.config.use_rotary_positional_embeddings:
-            if image_rotary_emb is None:
-                image_rotary_emb = self.rotary_embeddings(num_frames, grid_h, grid_w, hidden_states.device)
-            if num_cond:
-                t, r, c = self.condition_coordinates(grid_h, grid_w, condition_latents)
-                cos_c, sin_c = rotary_at(self.config.attention_head_dim, t, r, c)
-                cos, sin = image_rotary_emb
-                image_rotary_emb = (
-                    torch.cat([cos, cos_c.to(cos.device, cos.dtype)]),
-                    torch.cat([sin, sin_c.to(sin.device, sin.dtype)]),
-                )
+        cache = condition_latents
+        if isinstance(condition_latents, ConditionLatents):
+            cache = self.condition_cache(condition_latents, grid_h, grid_w, attention_kwargs)
+        if self.config.use_rotary_positional_embeddings and image_rotary_emb is None:
+            image_rotary_emb = self.rotary_embeddings(num_frames, grid_h, grid_w, hidden_states.device)
 
         # 3. Transformer blocks
         for i, block in enumerate(self.transformer_blocks):
             kwargs = attention_kwargs
-            if num_cond:
+            if cache is not None:
                 kwargs = {
                     **(attention_kwargs or {}),
-                    "num_condition_tokens": num_cond,
+                    "condition_kv": cache.kv[i],
                     "condition_gate": self.condition_embed.gates[i],
                 }
             if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -597,11 +650,10 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
                     attention_kwargs=kwargs,
                 )
 
-        # 4. Final block: only the noisy tokens are predicted
-        hidden_states = hidden_states[:, :num_noisy]  # [B, N, D]
+        # 4. Final block (only noisy tokens are in the sequence, so only they are predicted)
         hidden_states = self.norm_final(hidden_states)
         hidden_states = self.norm_out(hidden_states, temb=emb)
-        hidden_states = self.proj_out(hidden_states)
+        hidden_states = self.proj_out(hidden_states)  # [B, N, p*p*C]
 
         # 5. Unpatchify: [B, N, p*p*C] -> [B, F, C, H, W]
         output = hidden_states.reshape(batch_size, num_frames, grid_h, grid_w, -1, p, p)
@@ -615,7 +667,11 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
     ) -> torch.Tensor:
         """Condition latents -> tokens [B, Nc, D]: base patch embedding + type embedding (+ sincos positions)."""
         parts = []
-        for kind, latents in ((ConditionEmbedding.APPEARANCE, conditions.appearance), (1, conditions.motion)):
+        kinds = (
+            (ConditionEmbedding.APPEARANCE, conditions.appearance),
+            (ConditionEmbedding.MOTION, conditions.motion),
+        )
+        for kind, latents in kinds:
             if latents is not None:
                 tok = self._patch_tokens(latents.to(dtype), self.patch_embed.proj)
                 parts.append(tok + self.condition_embed.type_embedding[kind].to(dtype))

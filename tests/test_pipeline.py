@@ -14,7 +14,7 @@ from mvideo_core.tiny import (
     tiny_transformer,
     tiny_vae,
 )
-from mvideo_core.transformer import ConditionLatents, MVideoTransformer3DModel
+from mvideo_core.transformer import ConditionCache, MVideoTransformer3DModel
 
 T, H, W = 9, 64, 96
 C = TINY_LATENT_CHANNELS
@@ -85,12 +85,12 @@ def test_guidance_is_on_text_only_mask_and_conditions_in_both_branches(pipe, mas
     assert not torch.equal(neg, pos)  # the text differs between branches ...
     m_uncond, m_text = call["mask_latents"].chunk(2)
     assert torch.equal(m_uncond, m_text)  # ... the mask does not
-    cond = call["condition_latents"]
-    assert isinstance(cond, ConditionLatents)
+    cache = call["condition_latents"]  # computed once per clip, shared by both branches
+    assert isinstance(cache, ConditionCache) and cache.batch_size == 1
     ch, cw = default_condition_size(H, W)
-    assert cond.appearance.shape == (2, 1, C, H // 8, W // 8)
-    assert cond.motion.shape == (2, 3, C, ch // 8, cw // 8)
-    assert torch.equal(*cond.motion.chunk(2))
+    appearance_tokens, motion_tokens = (H // 16) * (W // 16), 3 * (ch // 16) * (cw // 16)
+    assert cache.num_tokens == appearance_tokens + motion_tokens == 24 + 18
+    assert all(call["condition_latents"] is cache for call in spy)
 
 
 def test_text_only_mode_sends_no_mask(pipe, spy):
@@ -103,8 +103,8 @@ def test_text_only_mode_sends_no_mask(pipe, spy):
 def test_start_image_conditions_appearance_only(pipe, masks, spy):
     image = np.full((H, W, 3), 200, dtype=np.uint8)
     _run(pipe, masks=masks, start_image=image, guidance_scale=1.0)
-    cond = spy[0]["condition_latents"]
-    assert cond.appearance.shape == (1, 1, C, H // 8, W // 8) and cond.motion is None
+    cache = spy[0]["condition_latents"]
+    assert cache.num_tokens == (H // 16) * (W // 16)  # appearance only
 
 
 def test_fresh_model_with_masks_equals_text_only(pipe, masks):

@@ -6,6 +6,7 @@ from peft import LoraConfig
 
 from mvideo_core.tiny import TINY_LATENT_CHANNELS, TINY_TEXT_DIM, TINY_TEXT_LENGTH, tiny_transformer
 from mvideo_core.transformer import (
+    ConditionCache,
     ConditionLatents,
     MVideoTransformer3DModel,
     _grid_coords,
@@ -97,6 +98,21 @@ def test_condition_tokens_change_output_once_gates_open(pair):
     assert not torch.allclose(out_a, out_app, atol=1e-4)
 
 
+@torch.no_grad()
+def test_condition_cache_gives_the_same_prediction_and_serves_both_guidance_branches(pair):
+    base, model, ref = pair
+    model.condition_embed.gates.fill_(0.7)
+    x, text, t = _inputs()
+    cond = _conditions(batch=1)
+    cache = model.condition_cache(cond, H_LAT // 2, W_LAT // 2)
+    n_tokens = 1 * 4 * 6 + 3 * 2 * 3
+    assert len(cache.kv) == 2 and cache.kv[0][0].shape == (1, 4, n_tokens, 16)  # [B, heads, Nc, head_dim]
+    with_cache = model(x, text, t, condition_latents=cache).sample
+    with_latents = model(x, text, t, condition_latents=cond.repeat(2)).sample
+    assert torch.allclose(with_cache, with_latents, atol=1e-6)
+    assert not torch.allclose(with_cache, ref, atol=1e-4)
+
+
 def test_channel_and_token_counts():
     model = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("5b"))
     assert model.config.in_channels == C and model.mask_proj.in_channels == C  # 4 + 4 (16 + 16 at full size)
@@ -136,6 +152,8 @@ def test_bad_mvideo_inputs_raise_clear_errors():
         model(x, text, t, condition_latents=ConditionLatents(motion=torch.zeros(2, 3, C, 5, 6)))
     with pytest.raises(ValueError, match="one latent frame"):
         ConditionLatents(appearance=torch.zeros(2, 2, C, H_LAT, W_LAT))
+    with pytest.raises(ValueError, match="condition cache has"):
+        model(x, text, t, condition_latents=ConditionCache([(torch.zeros(1, 4, 3, 16),) * 2]))
     with pytest.raises(TypeError, match="ConditionLatents"):
         model(x, text, t, condition_latents=torch.zeros(2, 1, C, H_LAT, W_LAT))
 
