@@ -121,7 +121,8 @@ class BoxPrompt:
 
 @dataclass
 class ClickPrompt:
-    """A click (x, y pixels), positive or negative, on `frame` for object `obj_id` (object 1 when None)."""
+    """A click (x, y pixels), positive or negative, on `frame` for object `obj_id` (when None: the object of the
+    prompt given just before it, or object 1)."""
 
     x: float
     y: float

@@ -21,7 +21,7 @@ class ClassicSettings:
     """Speed/accuracy knobs of `ClassicTracker` (pixel sizes are at the work resolution)."""
 
     work_max_side: int = 360  # flow and masks are computed with the longer side at most this
-    refine_max_side: int = 128  # GrabCut runs on the object's band resized to at most this
+    refine_max_side: int = 160  # GrabCut runs on the object's band resized to at most this
     band: int = 6  # half width of the uncertain band around the carried mask, work pixels
     search: float = 0.6  # the object's box grown by this fraction is searched too (parts reappearing after occlusion)
     grabcut_iters: int = 2
