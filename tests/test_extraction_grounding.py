@@ -185,3 +185,9 @@ def test_cli_text_without_weights_fails_cleanly(tmp_path, sample, capsys, monkey
     assert code == 2 and "IDEA-Research/grounding-dino-tiny" in err and "--box" in err
     code = extract.main([str(tmp_path / "missing.mp4"), "--box", "1,1,9,9@0", "--out", str(tmp_path / "o")])
     assert code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_tiny_random_grounder_for_the_demo_says_what_it_is(sample):
+    grounder = load_grounder(tiny_random=True, device="cpu")
+    assert "tiny random" in grounder.description
+    assert isinstance(grounder.detect(sample[0].frames[0], "person . dog"), Detections)

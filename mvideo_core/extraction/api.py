@@ -92,7 +92,9 @@ def load_grounder(
         from mvideo_core.extraction.grounding import save_random_grounding_dino
 
         folder = save_random_grounding_dino(tempfile.mkdtemp(prefix="tiny-grounding-dino-"))
-        return GroundingDinoDetector(folder, settings, device=device)
+        grounder = GroundingDinoDetector(folder, settings, device=device)
+        grounder.description = "tiny random Grounding DINO (demo only: its boxes are meaningless)"
+        return grounder
     found = find_checkpoint(
         grounding_dino, GROUNDING_DINO_IDS, models_dir, what="Grounding DINO weights", flag="--grounding-dino"
     )

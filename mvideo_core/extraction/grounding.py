@@ -82,6 +82,7 @@ class GroundingDinoDetector:
             ) from err
         self.model = self.model.to(self.device).eval()
         self.source = str(model)
+        self.description = f"grounding-dino ({self.source})"
         self.max_text_len = int(self.model.config.max_text_len)
 
     def _queries(self, phrases: list[str]) -> list[list[str]]:
