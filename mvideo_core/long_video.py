@@ -218,6 +218,8 @@ def generate_long_video(
     A run killed part-way resumes from its last finished clip when called again with the same settings.
     `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
     """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt is empty ({prompt!r}); describe the video to generate")
     num_clips = num_clips_for(seconds)
     s = pipe.vae_scale_factor_spatial
     height = height or pipe.transformer.config.sample_height * s
@@ -277,6 +279,14 @@ def generate_long_video(
     drifts: list[dict[str, float]] = []
     paths: list[Path] = []
     reference_stats = None
+    # The text is the same for every clip: encode it once. [1, L, D] each (negative only with guidance).
+    prompt_embeds, negative_embeds = pipe.encode_prompt(
+        prompt,
+        negative_prompt,
+        do_classifier_free_guidance=guidance_scale > 1.0,
+        max_sequence_length=pipe.transformer.config.max_text_seq_length,
+        dtype=pipe.transformer.dtype,
+    )
     bar = tqdm(total=num_clips, desc="clips", unit="clip", disable=not progress, position=0)
     try:
         for k, (start, stop) in enumerate(clip_frame_ranges(num_clips)):
@@ -293,8 +303,8 @@ def generate_long_video(
                 t0 = time.perf_counter()
                 frames = _generate_clip(
                     pipe,
-                    prompt,
-                    negative_prompt=negative_prompt,
+                    prompt_embeds,
+                    negative_embeds,
                     masks=None if timeline is None else timeline[start:stop],
                     previous=previous,
                     start_image=start_image if k == 0 else None,
@@ -350,9 +360,9 @@ def generate_long_video(
 
 def _generate_clip(
     pipe: Any,
-    prompt: str,
+    prompt_embeds: torch.Tensor,
+    negative_embeds: torch.Tensor | None,
     *,
-    negative_prompt: str | None,
     masks: np.ndarray | None,
     previous: np.ndarray | None,
     start_image: np.ndarray | None,
@@ -374,8 +384,8 @@ def _generate_clip(
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     out = pipe(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative_embeds,
         masks=masks,
         height=height,
         width=width,

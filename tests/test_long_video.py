@@ -119,6 +119,16 @@ def test_resume_with_other_settings_is_refused(pipe, masks, tmp_path):
     assert out[0].resumed is False
 
 
+def test_bad_requests_fail_before_any_work(pipe, masks, tmp_path):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        next(generate_long_video(pipe, "  ", out_dir=tmp_path, seconds=4, masks=masks))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        next(generate_long_video(pipe, "a dog", out_dir=tmp_path, seconds=10, masks=masks))
+    with pytest.raises(ValueError, match="masks"):
+        next(generate_long_video(pipe, "a dog", out_dir=tmp_path, seconds=4, masks=np.zeros((3, 4), dtype=bool)))
+    assert not list(tmp_path.glob("clip_*.mp4"))
+
+
 def test_cancel_stops_after_the_current_step(pipe, masks, tmp_path):
     cancel = threading.Event()
     results = []
