@@ -147,7 +147,12 @@ def test_empty_cache_dir_says_to_run_precompute(tmp_path):
 
 
 def test_trainer_runs_on_the_precomputed_cache(cache, tmp_path):
+    from accelerate.state import AcceleratorState, GradientState
+
     from mvideo_core.training.trainer import MVideoTrainer
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # accelerate's state is process-wide
+    GradientState._reset_state()
 
     overrides = dict(output_dir=str(tmp_path / "run"), lora_rank=4, lora_alpha=4, max_train_steps=2)
     overrides.update(train_batch_size=1, mixed_precision="no", report_to="none", lr_warmup_steps=0)

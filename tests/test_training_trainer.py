@@ -47,6 +47,18 @@ def write_tiny_cache(cache_dir: Path, base_model: str, num_samples: int = 8, con
     return cache_dir
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps a process-wide state (mixed precision, ...): each test starts and leaves it clean."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory) -> str:
     from mvideo_core.tiny import save_tiny_base_model
