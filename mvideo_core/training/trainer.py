@@ -11,6 +11,7 @@ dropout) is a function of (seed, step), so a resumed run continues with exactly 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,10 @@ class MVideoTrainer:
             raise ConfigError(
                 "mixed_precision 'fp16' needs a CUDA GPU and none is available; use mixed_precision: 'no' (or 'bf16')"
             )
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            # configs/deepspeed_zero2.json says "auto": make DeepSpeed follow this config, not the launcher defaults
+            os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(cfg.gradient_accumulation_steps)
+            os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(cfg.max_grad_norm)
         out = Path(cfg.output_dir)
         project = ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs"))
         return Accelerator(
