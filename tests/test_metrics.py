@@ -146,7 +146,7 @@ def test_classic_tracker_scores_an_aligned_video_above_a_misaligned_one():
     assert misaligned.miou < aligned.miou - 0.2
 
 
-def test_evaluate_cli_scores_a_folder(tmp_path, capsys, monkeypatch):
+def test_evaluate_cli_scores_a_folder_with_the_classic_tracker(tmp_path, capsys):
     from mvideo_core import evaluate
     from mvideo_core.masks import save_masks
     from mvideo_core.video_io import write_video
@@ -157,15 +157,30 @@ def test_evaluate_cli_scores_a_folder(tmp_path, capsys, monkeypatch):
     write_video(tmp_path / "gen" / "orphan.mp4", frames, 8.0)  # no masks: warned about, not scored
     (tmp_path / "cond" / "clip2.npz").write_bytes(b"not an npz")
     write_video(tmp_path / "gen" / "clip2.mp4", frames, 8.0)  # corrupt masks: reported, the rest still runs
-    monkeypatch.setattr("mvideo_core.extraction.load_tracker", lambda *a, **k: BoxTracker(), raising=False)
     out = tmp_path / "scores.json"
-    code = evaluate.main(["--videos", str(tmp_path / "gen"), "--masks", str(tmp_path / "cond"), "--out", str(out)])
+    argv = ["--videos", str(tmp_path / "gen"), "--masks", str(tmp_path / "cond"), "--tracker", "classic"]
+    code = evaluate.main([*argv, "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert [c["name"] for c in report["clips"]] == ["clip1.mp4"]
-    assert report["clips"][0]["miou"] > 0.9
+    assert report["clips"][0]["miou"] > 0.8 and report["clips"][0]["frames_scored"] == 8
+    assert report["S_m"] == pytest.approx(100 * report["miou"], abs=0.01)
     assert "clip2.mp4" in report["failed"]
     assert "S_m =" in capsys.readouterr().out
+
+
+def test_evaluate_cli_reads_a_pairs_csv(tmp_path, capsys, monkeypatch):
+    from mvideo_core import evaluate
+    from mvideo_core.masks import save_masks
+    from mvideo_core.video_io import write_video
+
+    frames, masks = _moving_square_video(num_frames=8)
+    write_video(tmp_path / "a" / "generated.mp4", frames, 8.0)
+    save_masks(MaskSet(masks[None], 8.0), tmp_path / "b" / "whatever.zip")
+    (tmp_path / "pairs.csv").write_text("video,masks\na/generated.mp4,b/whatever.zip\n")
+    monkeypatch.setattr("mvideo_core.extraction.load_tracker", lambda *a, **k: BoxTracker())
+    assert evaluate.main(["--pairs", str(tmp_path / "pairs.csv")]) == 0
+    assert "S_m = 100.00" in capsys.readouterr().out
 
 
 def test_evaluate_cli_without_pairs_says_how_to_name_files(tmp_path):
