@@ -153,7 +153,7 @@ def test_click_past_the_end_and_outside_the_frame(sample):
         extract_masks(sample[0], show_progress=False)
 
 
-@pytest.mark.parametrize(("fmt", "suffix"), [("png", ".zip"), ("npz", ".npz"), ("coco", ".json")])
+@pytest.mark.parametrize(("fmt", "suffix"), [("png", ".zip"), ("npz", ".npz"), ("coco", ".json"), ("mp4", ".mp4")])
 def test_cli_writes_masks_overlay_and_summary(tmp_path, sample, fmt, suffix, monkeypatch):
     from mvideo_core.video_io import write_video
 
@@ -191,3 +191,18 @@ def test_tiny_random_grounder_for_the_demo_says_what_it_is(sample):
     grounder = load_grounder(tiny_random=True, device="cpu")
     assert "tiny random" in grounder.description
     assert isinstance(grounder.detect(sample[0].frames[0], "person . dog"), Detections)
+
+
+def test_cli_text_query_with_a_grounding_dino_folder(tmp_path, tiny_gdino, sample, monkeypatch):
+    from mvideo_core.video_io import write_video
+
+    monkeypatch.setattr("mvideo_core.extraction.discovery.in_hf_cache", lambda *a, **k: None)
+    path = write_video(tmp_path / "in.mp4", sample[0].frames, 8.0)
+    out = tmp_path / "out"
+    args = [str(path), "--text", "ball . box", "--text-frame", "4", "--grounding-dino", str(tiny_gdino)]
+    args += ["--box-threshold", "0", "--text-threshold", "0", "--out", str(out), "--format", "npz", "--quiet"]
+    assert extract.main(args) == 0
+    summary = json.loads((out / "extraction.json").read_text())
+    names = [o["name"] for o in summary["objects"]]
+    assert names and set(names) <= {"ball", "box"}
+    assert load_masks(out / "masks.npz").meta["prompt_frames"] == {str(o["id"]): [4] for o in summary["objects"]}
