@@ -548,6 +548,9 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         cond_input = None  # the condition stream runs once per clip; both branches share its keys/values
         if condition_latents is not None:
             p = self.transformer.config.patch_size
+            hook = getattr(self.transformer, "_hf_hook", None)
+            if hook is not None:  # model CPU offload: bring the transformer to the GPU as its forward would
+                hook.pre_forward(self.transformer)
             cond_input = self.transformer.condition_cache(
                 condition_latents, latents.shape[3] // p, latents.shape[4] // p, attention_kwargs
             )

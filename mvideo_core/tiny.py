@@ -189,3 +189,14 @@ def save_tiny_base_model(path: str | Path, name: str = "2b", seed: int = 0) -> P
         "it generates noise-like video, not real content.\n"
     )
     return path
+
+
+def tiny_pipeline(name: str = "2b", seed: int = 0, progress: bool = False):
+    """A ready in-memory `MVideoPipeline` on tiny random components (fresh MVideo modules: base behaviour)."""
+    from mvideo_core.pipeline_mvideo import MVideoPipeline
+    from mvideo_core.transformer import MVideoTransformer3DModel
+
+    transformer = MVideoTransformer3DModel.from_cogvideox(tiny_transformer(name, seed))
+    pipe = MVideoPipeline(tiny_tokenizer(), tiny_text_encoder(seed), tiny_vae(seed), transformer, tiny_scheduler(name))
+    pipe.set_progress_bar_config(disable=not progress)
+    return pipe

@@ -282,6 +282,10 @@ class ConditionEmbedding(nn.Module):
         self.type_embedding = nn.Parameter(torch.zeros(2, dim))  # [2, D]
         self.gates = nn.Parameter(torch.zeros(num_layers, num_heads))  # [layers, heads]
 
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(type_embedding [2, D], gates [layers, heads]); read through forward so offload hooks place them."""
+        return self.type_embedding, self.gates
+
 
 # -- the model ----------------------------------------------------------------------------------------------------
 
@@ -561,7 +565,8 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         grid_h, grid_w: the noisy token grid (latent size / patch size) the conditions are placed against.
         Independent of the noisy latents and the step, so inference computes it once per clip.
         """
-        tokens = self._condition_tokens(conditions, grid_h, grid_w, self.dtype)  # [B, Nc, D]
+        type_embedding, _ = self.condition_embed()
+        tokens = self._condition_tokens(conditions, grid_h, grid_w, type_embedding)  # [B, Nc, D]
         batch = tokens.shape[0]
         temb = self._time_embedding(torch.zeros(batch, device=tokens.device), None, None, tokens.dtype)
         rope = None
@@ -629,13 +634,14 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
             image_rotary_emb = self.rotary_embeddings(num_frames, grid_h, grid_w, hidden_states.device)
 
         # 3. Transformer blocks
+        gates = self.condition_embed()[1] if cache is not None else None  # [layers, heads]
         for i, block in enumerate(self.transformer_blocks):
             kwargs = attention_kwargs
             if cache is not None:
                 kwargs = {
                     **(attention_kwargs or {}),
                     "condition_kv": cache.kv[i],
-                    "condition_gate": self.condition_embed.gates[i],
+                    "condition_gate": gates[i],
                 }
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(
@@ -663,9 +669,10 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         return Transformer2DModelOutput(sample=output)
 
     def _condition_tokens(
-        self, conditions: ConditionLatents, grid_h: int, grid_w: int, dtype: torch.dtype
+        self, conditions: ConditionLatents, grid_h: int, grid_w: int, type_embedding: torch.Tensor
     ) -> torch.Tensor:
         """Condition latents -> tokens [B, Nc, D]: base patch embedding + type embedding (+ sincos positions)."""
+        dtype = type_embedding.dtype
         parts = []
         kinds = (
             (ConditionEmbedding.APPEARANCE, conditions.appearance),
@@ -674,7 +681,7 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         for kind, latents in kinds:
             if latents is not None:
                 tok = self._patch_tokens(latents.to(dtype), self.patch_embed.proj)
-                parts.append(tok + self.condition_embed.type_embedding[kind].to(dtype))
+                parts.append(tok + type_embedding[kind].to(dtype=tok.dtype, device=tok.device))
         tokens = torch.cat(parts, dim=1)
         if not self.config.use_rotary_positional_embeddings:
             t, r, c = self.condition_coordinates(grid_h, grid_w, conditions)

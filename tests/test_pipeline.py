@@ -241,6 +241,14 @@ def test_offload_without_cuda_says_so(pipe):
     pipe.vae.disable_tiling()
 
 
+def test_tiny_tokenizer_works_offline_and_tells_words_apart():
+    tok = tiny_tokenizer()
+    ids = tok(["a dog running", "a cat running"], padding="max_length", max_length=16, return_tensors="pt").input_ids
+    assert ids.shape == (2, 16) and not torch.equal(ids[0], ids[1])
+    assert tok.unk_token_id not in ids[0].tolist()  # known words are not <unk>
+    assert ids[0, 3].item() == tok.eos_token_id and ids[0, 4:].eq(tok.pad_token_id).all()
+
+
 def test_pipeline_needs_an_mvideo_transformer():
     with pytest.raises(TypeError, match="from_cogvideox"):
         MVideoPipeline(tiny_tokenizer(), tiny_text_encoder(), tiny_vae(), tiny_transformer("2b"), tiny_scheduler("2b"))

@@ -113,6 +113,16 @@ def test_condition_cache_gives_the_same_prediction_and_serves_both_guidance_bran
     assert not torch.allclose(with_cache, ref, atol=1e-4)
 
 
+@torch.no_grad()
+def test_condition_tokens_carry_no_mask_channels():
+    model = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("2b"))
+    cond = _conditions(batch=1)
+    before = model.condition_cache(cond, H_LAT // 2, W_LAT // 2)
+    model.mask_proj.weight.normal_()  # a trained mask projection does not touch the condition stream
+    after = model.condition_cache(cond, H_LAT // 2, W_LAT // 2)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(before.kv, after.kv))
+
+
 def test_channel_and_token_counts():
     model = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("5b"))
     assert model.config.in_channels == C and model.mask_proj.in_channels == C  # 4 + 4 (16 + 16 at full size)
