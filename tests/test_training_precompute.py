@@ -160,3 +160,22 @@ def test_trainer_runs_on_the_precomputed_cache(cache, tmp_path):
     result = MVideoTrainer(cfg).train()
     assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     assert result.weights_path.is_file()
+
+
+def test_precompute_cli_refuses_a_config_without_cache_dir(tmp_path, dataset_dir, base_model):
+    from mvideo_core.training import precompute
+
+    (tmp_path / "c.yaml").write_text(f"base_model: {base_model}\n")
+    with pytest.raises(CacheError, match="`cache_dir` is not set"):
+        precompute.main(["--config", str(tmp_path / "c.yaml"), "--manifest", str(dataset_dir)])
+
+
+def test_precompute_cli_writes_a_cache(tmp_path, dataset_dir, base_model):
+    import yaml
+
+    from mvideo_core.training import precompute
+
+    cfg = {"base_model": base_model, "cache_dir": str(tmp_path / "cache"), **GEOMETRY}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert precompute.main(["--config", str(tmp_path / "c.yaml"), "--manifest", str(dataset_dir)]) == 0
+    assert [s["clip_id"] for s in read_cache_index(tmp_path / "cache")[1]] == ["a-long", "b-short"]

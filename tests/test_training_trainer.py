@@ -198,7 +198,16 @@ def test_teacher_is_the_base_model_and_consistency_loss_is_zero_at_step_zero(tmp
 
 
 def test_thirty_steps_lower_the_loss_and_the_teacher_stays_the_base(tmp_path, base_model, cache):
-    cfg = make_config(tmp_path, base_model, cache, max_train_steps=30, learning_rate=5e-3, train_batch_size=4)
+    cfg = make_config(
+        tmp_path,
+        base_model,
+        cache,
+        max_train_steps=30,
+        learning_rate=5e-3,
+        train_batch_size=4,
+        checkpointing_steps=10,
+        checkpoints_total_limit=2,
+    )
     trainer = MVideoTrainer(cfg).setup()
     batch = _batch(trainer, 4)
 
@@ -213,6 +222,8 @@ def test_thirty_steps_lower_the_loss_and_the_teacher_stays_the_base(tmp_path, ba
     result = trainer.train()
     after = eval_loss()
     assert len(result.history) == 30
+    assert [d.name for d in trainer.checkpoint_dirs()] == ["checkpoint-20", "checkpoint-30"]  # the limit prunes
+    assert TrainConfig.from_file(Path(cfg.output_dir) / "train_config.json") == cfg
     assert after < 0.8 * before, (before, after)
     assert all(h["loss_consistency"] >= 0 for h in result.history) and result.history[-1]["loss_consistency"] > 0
     noisy, t, base_out = _base_prediction(base_model, batch, torch.Generator().manual_seed(5))
@@ -340,3 +351,14 @@ def test_two_ddp_processes_train_and_resume_with_the_same_losses(tmp_path, base_
     assert sorted(full) == [1, 2, 3, 4] and sorted(resumed) == [3, 4]
     assert [resumed[s] for s in (3, 4)] == pytest.approx([full[s] for s in (3, 4)], rel=1e-5)
     assert (tmp_path / "resumed" / "mvideo.safetensors").is_file()
+
+
+def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path, base_model, cache):
+    cfg = make_config(tmp_path, base_model, cache, resume_from_checkpoint=str(tmp_path / "checkpoint-7"))
+    with pytest.raises(ConfigError, match="checkpoint-7 does not exist"):
+        MVideoTrainer(cfg).setup()
+
+
+def test_resume_latest_without_checkpoints_starts_fresh(tmp_path, base_model, cache):
+    trainer = MVideoTrainer(make_config(tmp_path, base_model, cache, resume_from_checkpoint="latest")).setup()
+    assert trainer.state.global_step == 0

@@ -191,6 +191,8 @@ class MVideoTrainer:
         if acc.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP):
             acc.register_save_state_pre_hook(self._save_hook)
             acc.register_load_state_pre_hook(self._load_hook)
+        if acc.is_main_process:
+            cfg.save(Path(cfg.output_dir) / "train_config.json")  # what this run was, next to its checkpoints
         if acc.is_main_process and cfg.report_to not in ("none", "", None):
             flat = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in cfg.to_dict().items()}
             acc.init_trackers("mvideo-lora", config=flat)
