@@ -65,9 +65,9 @@ def check_upload(path: str | Path | None, max_upload_mb: float) -> Path:
     size = path.stat().st_size
     if size == 0:
         raise StudioError(f"{path.name} is empty (0 bytes); upload a video file (mp4, mov, webm or gif)")
-    if size > max_upload_mb * 1e6:
+    if size > max_upload_mb * 2**20:
         raise StudioError(
-            f"{path.name} is {size / 1e6:.1f} MB, over the {max_upload_mb:g} MB upload limit; "
+            f"{path.name} is {size / 2**20:.1f} MB, over the {max_upload_mb:g} MB upload limit; "
             "upload a shorter or smaller video (or restart the studio with a larger --max-upload-mb)"
         )
     if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -145,7 +145,11 @@ def load_sample(engines: Engines, session: Session, name: str) -> VideoSummary:
         raise StudioError("pick a sample from the list first")
     try:
         video, _masks = _load(name)
-    except (KeyError, FileNotFoundError, ValueError) as err:
+    except FileNotFoundError:  # assets not generated on this checkout: make it (deterministic, a second or two)
+        from mvideo_core.samples import make_sample
+
+        video, _masks = make_sample(name)
+    except (KeyError, ValueError) as err:
         raise StudioError(f"sample {name!r} is not available: {err}") from err
     project = ensure_project(engines, session)
     tmp = write_video(project.output_path(f"sample_{_safe_name(name)}.mp4"), video.frames, video.fps)
@@ -170,7 +174,7 @@ def _video_markdown(
     s = engines.settings
     t, h, w = frames.shape[:3]
     clip_frames = int(round(s.clip_seconds * s.model_fps)) + 1
-    clips = max(1, math.ceil((t / fps) / s.clip_seconds - 1e-6))
+    clips = max(1, math.ceil((t - 1) / fps / s.clip_seconds - 1e-6))  # clips share their boundary frame
     trim = f"{start:g} s to {end:g} s" if end else (f"{start:g} s to the end" if start else "whole video")
     return (
         f"**Source:** {info.width}x{info.height}, {info.fps:.3g} fps, {info.duration:.2f} s, "
@@ -418,7 +422,7 @@ def _match_length(frames: np.ndarray, t: int) -> np.ndarray:
 
 
 def objects_table(session: Session) -> list[list[Any]]:
-    """Rows [id, name, colour, frames with a mask] for the object list."""
+    """Rows [id, name, colour, frames tracked (or with a mask, for imported masks)] for the object list."""
     from mvideo_core.masks import color_for_id
 
     def hexcolor(obj_id: int) -> str:
@@ -429,7 +433,7 @@ def objects_table(session: Session) -> list[list[Any]]:
     if state is not None and state.objects:
         for obj_id, obj in sorted(state.objects.items()):
             name = session.object_names.get(obj_id, obj.name)
-            rows.append([obj_id, name, hexcolor(obj_id), int(obj.masks.any(axis=(1, 2)).sum())])
+            rows.append([obj_id, name, hexcolor(obj_id), int(np.count_nonzero(obj.done))])
     elif session.masks is not None:
         for k, obj_id in enumerate(session.masks.ids):
             present = int(session.masks.masks[k].any(axis=(1, 2)).sum())
@@ -646,6 +650,28 @@ def _layer(recipe: dict[str, Any], layer_id: Any) -> dict[str, Any]:
         if str(lay.get("id")) == str(layer_id).split(":")[0]:
             return lay
     raise StudioError(f"there is no layer {layer_id}; layers: {[lay.get('id') for lay in recipe['layers']]}")
+
+
+def recipe_summary(recipe: dict[str, Any]) -> str:
+    """One line per layer: what the edit does, e.g. `1 object 1: zoom/pan (2 keys), terrain uphill`."""
+    lines = []
+    for lay in recipe["layers"]:
+        parts = []
+        for op in lay.get("ops", []):
+            if op["op"] == "transform":
+                parts.append(f"zoom/pan ({len(op['keys'])} keys)")
+            elif op["op"] == "terrain":
+                parts.append(f"terrain {op['profile']} {op.get('rise', 0.25):+g}")
+            else:
+                parts.append(op["op"])
+        for op in lay.get("timeline", []):
+            parts.append(op["op"])
+        if lay.get("start"):
+            parts.append(f"starts at {lay['start']:g} s")
+        if lay.get("speed", 1.0) != 1.0:
+            parts.append(f"speed x{lay['speed']:g}")
+        lines.append(f"- layer {lay['id']} ({lay.get('name', lay['source'])}): {', '.join(parts) or 'as extracted'}")
+    return "\n".join(lines)
 
 
 def layer_choices(session: Session) -> list[tuple[str, str]]:

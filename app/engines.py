@@ -96,24 +96,23 @@ def build_tracker(args: argparse.Namespace, settings: StudioSettings) -> tuple[A
     """SAM2 when its weights are found, else the weight-free classic tracker; the status says which and why."""
     try:
         from mvideo_core.extraction import load_tracker
-    except ImportError:
-        load_tracker = None
-    if load_tracker is not None:
-        try:
-            tracker = load_tracker(
-                sam2=getattr(args, "sam2", None),
-                models_dir=getattr(args, "models_dir", None),
-                device=settings.device,
-            )
-            return tracker, describe_tracker(tracker)
-        except Exception as err:  # noqa: BLE001 - fall back, and say why
-            logger.warning("tracker: %s; falling back to the classic tracker", err)
-    try:
-        from mvideo_core.extraction.classic import ClassicTracker
     except ImportError as err:
         return None, f"mask extraction is not installed ({err})"
-    tracker = ClassicTracker()
-    return tracker, describe_tracker(tracker)
+    notes: list[str] = []
+    try:
+        tracker = load_tracker(
+            "auto",
+            sam2=getattr(args, "sam2", None),
+            models_dir=getattr(args, "models_dir", None),
+            device=settings.device,
+            on_fallback=notes.append,
+        )
+    except Exception as err:  # noqa: BLE001 - a broken SAM2 checkpoint must not stop the studio
+        from mvideo_core.extraction import ClassicTracker
+
+        tracker, notes = ClassicTracker(), [str(err)]
+    status = describe_tracker(tracker)
+    return tracker, f"{status}. {notes[0]}" if notes else status
 
 
 def describe_tracker(tracker: Any) -> str:
@@ -137,9 +136,10 @@ def build_grounder(args: argparse.Namespace, settings: StudioSettings) -> tuple[
     try:
         if load_grounder is not None:
             grounder = load_grounder(
-                grounding_dino=getattr(args, "grounding_dino", None),
+                getattr(args, "grounding_dino", None),
                 models_dir=getattr(args, "models_dir", None),
                 device=settings.device,
+                tiny_random=settings.tiny_random,
             )
         elif getattr(args, "grounding_dino", None):
             from mvideo_core.extraction.grounding import GroundingDinoDetector
@@ -151,6 +151,8 @@ def build_grounder(args: argparse.Namespace, settings: StudioSettings) -> tuple[
         return None, f"off: text detection is not installed ({err})"
     except Exception as err:  # noqa: BLE001 - missing weights: the studio still starts, clicks and boxes work
         return None, f"off: {err}"
+    if settings.tiny_random:
+        return grounder, "tiny random-weight Grounding DINO: its boxes are random (demo mode); click on objects"
     if grounder is None:
         return None, off
     return grounder, f"Grounding DINO ({getattr(grounder, 'source', 'loaded')})"

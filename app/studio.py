@@ -7,6 +7,7 @@ objects. A `StudioError` from an adapter becomes a toast and the session stays a
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,7 @@ def launch_kwargs(engines: Engines) -> dict[str, Any]:
         "server_name": s.host,
         "server_port": s.port,
         "share": s.share,
-        "max_file_size": int(s.max_upload_mb * 1e6),
+        "max_file_size": int(s.max_upload_mb * 2**20),  # Gradio refuses bigger uploads before they land
         "allowed_paths": [str(s.projects_dir.resolve())],
         "css": CSS,
         "theme": gr.themes.Soft(),
@@ -43,15 +44,28 @@ def launch_kwargs(engines: Engines) -> dict[str, Any]:
 def _user_errors(fn: Callable) -> Callable:
     """Turn `StudioError` (and the core's ValueErrors) into a visible gr.Error; the session is unchanged."""
 
+    def shown(err: ValueError) -> gr.Error:
+        if not isinstance(err, A.StudioError):  # the core's errors say what to do; show them verbatim
+            logger.info("user error: %s", err)
+        return gr.Error(str(err), duration=None)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as err:
+                raise shown(err) from err
+
+        return stream
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except A.StudioError as err:
-            raise gr.Error(str(err), duration=None) from err
-        except ValueError as err:  # the core's errors say what to do; show them verbatim
-            logger.info("user error: %s", err)
-            raise gr.Error(str(err), duration=None) from err
+        except ValueError as err:
+            raise shown(err) from err
 
     return wrapper
 
@@ -130,10 +144,11 @@ def build_studio(engines: Engines) -> gr.Blocks:
                                 [("new object", "new")], value="new", label="Object", elem_id="click-object"
                             )
                         objects = gr.Dataframe(
-                            headers=["id", "name", "colour", "frames"],
+                            headers=["id", "name", "colour", "frames tracked"],
                             datatype=["number", "str", "str", "number"],
                             interactive=False,
                             label="Objects",
+                            elem_id="objects",
                         )
                         with gr.Row():
                             new_name = gr.Textbox(label="Rename chosen object", scale=3)
@@ -204,7 +219,8 @@ def build_studio(engines: Engines) -> gr.Blocks:
             summary = A.load_sample(engines, sess(request), name)
             return _after_video(summary, request)
 
-        upload.upload(on_upload, [upload, trim_start, trim_end], video_outputs)
+        # A refused file is cleared so that the user can drop another one straight away.
+        upload.upload(on_upload, [upload, trim_start, trim_end], video_outputs).failure(lambda: None, None, [upload])
         apply_trim.click(on_upload, [upload, trim_start, trim_end], video_outputs)
         sample_btn.click(on_sample, [sample], video_outputs)
 
@@ -306,7 +322,9 @@ def build_studio(engines: Engines) -> gr.Blocks:
             video = A.import_masks(engines, session, path)
             return video, A.preview_frame(engines, session, idx), _objects_out(session), "Masks imported."
 
-        mask_import.upload(on_import, [mask_import, frame_slider], [overlay, frame_img, objects, mask_status])
+        mask_import.upload(on_import, [mask_import, frame_slider], [overlay, frame_img, objects, mask_status]).failure(
+            lambda: None, None, [mask_import]
+        )
 
         @_user_errors
         def on_reopen(project_id, request: gr.Request):
@@ -417,7 +435,8 @@ def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
             gr.Dropdown(choices, value=layer),
             A.to_json(recipe),
             f"{len(recipe['layers'])} layer(s), {A.recipe_duration(recipe):.2f} s; "
-            f"undo: {'yes' if session.undo.can_undo else 'no'}, redo: {'yes' if session.undo.can_redo else 'no'}",
+            f"undo: {'yes' if session.undo.can_undo else 'no'}, redo: {'yes' if session.undo.can_redo else 'no'}\n\n"
+            + A.recipe_summary(recipe),
         )
 
     outs = [ui["preview"], ui["frame"], ui["layer"], ui["recipe_json"], ui["status"]]
@@ -431,7 +450,10 @@ def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
             recipe = fn(session, data[ui["layer"]], *[data[ui[n]] for n in names])
             return refresh(session, recipe, data[ui["frame"]], data[ui["layer"]])
 
-        event(run, {ui[n] for n in [*names, "frame", "layer"]}, outs)
+        dep = event(run, {ui[n] for n in [*names, "frame", "layer"]}, outs)
+        for n in names:
+            if isinstance(ui[n], gr.File):  # a refused file is cleared so another can be dropped
+                dep.failure(lambda: None, None, [ui[n]])
 
     on(ui["start"].click, lambda session, layer: A.start_edit(engines, session, reset=True), [])
     on(ui["undo"].click, lambda session, layer: A.undo(engines, session), [])
@@ -494,7 +516,9 @@ def build_generate_tab(engines: Engines) -> dict[str, Any]:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            ui["prompt"] = gr.Textbox(label="Prompt", lines=3, placeholder="an astronaut doing a backflip on the moon")
+            ui["prompt"] = gr.Textbox(
+                label="Prompt", lines=3, placeholder="an astronaut doing a backflip on the moon", elem_id="gen-prompt"
+            )
             ui["negative"] = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, distorted")
             step = int(s.clip_seconds)
             ui["seconds"] = gr.Slider(step, 8 * step, value=2 * step, step=step, label="Length (s, whole clips)")
