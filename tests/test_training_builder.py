@@ -375,3 +375,9 @@ def test_empty_captioner_output_is_an_error(tmp_path):
     source = CaptionSource(captioner=lambda frames: "  ")
     with pytest.raises(CaptionError, match="empty caption"):
         source.caption(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_video_shorter_than_the_minimum_is_finished_not_failed(tmp_path, corpus):
+    report = _builder(min_seconds=10.0).build([corpus / "square.mp4"], tmp_path, show_progress=False)
+    assert (report.processed, report.failed, report.dropped) == (1, {}, {"video shorter than min_seconds": 1})
+    assert next(iter(read_status(tmp_path).values()))["status"] == "done"

@@ -186,8 +186,12 @@ class DatasetBuilder:
             # Fail before the costly work; the message says how to add the caption.
             self.captions.caption(path)
         info = probe_video(path)
-        if info.duration < opts.min_seconds:
-            raise DatasetBuildError(f"too short: {info.duration:.2f} s < the {opts.min_seconds} s minimum")
+        if info.duration < opts.min_seconds:  # nothing to cut: finished, not failed
+            report.dropped["video shorter than min_seconds"] = (
+                report.dropped.get("video shorter than min_seconds", 0) + 1
+            )
+            writer.video_done(str(path), [], {"too short": 1})
+            return
         segments = find_segments(path, opts)
         if not segments:
             report.dropped["no segment long enough"] = report.dropped.get("no segment long enough", 0) + 1
