@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.loaders import CogVideoXLoraLoaderMixin
@@ -28,6 +27,7 @@ from transformers import PreTrainedTokenizerBase, T5EncoderModel
 
 from mvideo_core.masks import MaskSet
 from mvideo_core.transformer import ConditionLatents, MVideoTransformer3DModel
+from mvideo_core.video_io import resize_frames
 
 # Paper sizes: clips at 480x720, motion condition at 256x384.
 PAPER_SIZE = (480, 720)
@@ -201,9 +201,9 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             return ConditionLatents()
         appearance = self._vae_encode(_frames_to_tensor(previous_frames[-1:]))  # [1, 1, C, h, w]
         h, w = condition_size or default_condition_size(*previous_frames.shape[1:3])
-        low = _frames_to_tensor(previous_frames)[0].permute(1, 0, 2, 3)  # [T, 3, H, W]
-        low = F.interpolate(low, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
-        motion = self._vae_encode(low.permute(1, 0, 2, 3).unsqueeze(0))  # [1, Fc, C, h/8, w/8]
+        # resized exactly as training data is (mvideo_core.training.precompute): video_io, centre crop
+        low = resize_frames(previous_frames, (h, w), fit="crop")  # uint8 [T, h, w, 3]
+        motion = self._vae_encode(_frames_to_tensor(low))  # [1, Fc, C, h/8, w/8]
         return ConditionLatents(appearance=appearance, motion=motion)
 
     # -- checks ---------------------------------------------------------------------------------------------------
