@@ -1,0 +1,211 @@
+"""Generate step, text detection, mask import/export, flags and the page build, without a browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import adapters as A
+from app.cli import build_parser
+from app.engines import Engines, build_engines, build_generator, build_tracker, gpu_function, settings_from_args
+from app.sessions import SessionStore
+from mvideo_core.extraction import Detections
+from tests.test_app_adapters import H, W, _frames
+
+
+def _engines(tmp_path, generator: bool = False) -> Engines:
+    args = build_parser().parse_args(["--tiny-random", "--projects-dir", str(tmp_path / "projects")])
+    settings = settings_from_args(args)
+    settings.work_size = (H, W)
+    engines = Engines(settings)
+    engines.tracker, engines.tracker_status = build_tracker(args, settings)
+    if generator:
+        engines.generator, engines.generation_status = build_generator(args, settings)
+    return engines
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    """The --tiny-random pipeline, built once: saved to a folder and loaded by the production loader."""
+    return build_generator(build_parser().parse_args(["--tiny-random"]), settings_from_args(build_parser().parse_args(["--tiny-random"])))  # fmt: skip
+
+
+@pytest.fixture
+def tracked(tmp_path, tiny_generator):
+    from mvideo_core.video_io import write_video
+
+    engines = _engines(tmp_path)
+    engines.generator, engines.generation_status = tiny_generator
+    session = SessionStore().get("g")
+    A.load_video(engines, session, write_video(tmp_path / "walk.mp4", _frames(), 8.0))
+    session.candidates = [{"box": [18, 28, 58, 72], "score": 0.9, "label": "square", "frame": 0}]
+    A.add_candidates(engines, session, A.candidate_choices(session))
+    A.propagate(engines, session)
+    return engines, session
+
+
+# -- generate ----------------------------------------------------------------------------------------------------
+def test_without_a_generator_generate_names_the_missing_weights_and_flags(tmp_path):
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu"])
+    engines = Engines(settings_from_args(args))
+    engines.generator, engines.generation_status = build_generator(args, engines.settings)
+    assert engines.generator is None
+    with pytest.raises(A.StudioError) as err:
+        A.check_generation(engines, "a dog", "", 4)
+    message = str(err.value)
+    assert "--base-model" in message and "--mvideo-weights" in message and "--tiny-random" in message
+
+
+def test_no_gpu_is_explained_when_no_device_is_forced(tmp_path):
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
+    settings = settings_from_args(args)
+    if settings.device != "cpu":
+        pytest.skip("this machine has a GPU")
+    pipe, status = build_generator(args, settings)
+    assert pipe is None and "no CUDA GPU" in status and "--tiny-random" in status
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("prompt", "   ", "write a prompt"),
+        ("seconds", 6, "whole number of 4 s clips"),
+        ("seconds", 0, "whole number of 4 s clips"),
+        ("steps", 0, "steps must be a whole number"),
+        ("steps", 2.5, "steps must be a whole number"),
+        ("guidance", 99, "guidance must be in 0..30"),
+        ("seed", "abc", "seed must be a whole number"),
+        ("start_image", np.zeros((4, 4), np.uint8), "start image must be an RGB picture"),
+    ],
+)
+def test_bad_generation_settings_name_the_field(tmp_path, field, value, message):
+    engines = _engines(tmp_path)
+    engines.generator = object()
+    form = {"prompt": "a dog", "negative_prompt": "", "seconds": 8, "steps": 2, "guidance": 6.0, "seed": 0}
+    form[field] = value
+    with pytest.raises(A.StudioError, match=message):
+        A.check_generation(engines, **form)
+
+
+def test_generate_streams_each_clip_then_the_final_video_and_record(tracked):
+    engines, session = tracked
+    A.start_edit(engines, session, reset=True)
+    A.add_keyframe(engines, session, "1", 1.0, 1.5)
+    form = A.check_generation(engines, "a red square", "", 8, 1, 6.0, 3)
+    updates = list(A.generate(engines, session, form))
+    clip_updates = [u for u in updates if u.clip]
+    assert [Path(u.clip).name for u in clip_updates] == ["clip_000.mp4", "clip_001.mp4"]
+    assert [len(u.clips) for u in clip_updates] == [1, 2]
+    final = updates[-1]
+    assert final.final and final.record and "Done: 2 clip(s), 65 frames" in final.status
+    assert all(session.project.contains(p) for p in (*final.clips, final.final, final.record))
+    record = json.loads(Path(final.record).read_text())
+    assert record["settings"]["prompt"] == "a red square" and record["settings"]["seed"] == 3
+    assert record["settings"]["masks_sha1"] is not None  # the edited masks conditioned it
+    assert len(session.project.clip_paths()) == 2
+
+
+def test_stop_keeps_finished_clips_and_the_same_settings_resume(tracked):
+    engines, session = tracked
+    form = A.check_generation(engines, "a red square", "", 8, 1, 6.0, 0)
+    stream = A.generate(engines, session, form)
+    for update in stream:
+        if update.clip:
+            session.cancel.set()  # Stop pressed while clip 2 is being made
+    assert "Stopped after 1 finished clip(s)" in update.status
+    resumed = list(A.generate(engines, session, form))
+    assert "resumed from disk" in resumed[1].status and resumed[-1].final
+
+
+def test_text_only_generation_without_masks(tmp_path, tiny_generator):
+    engines = _engines(tmp_path)
+    engines.generator, engines.generation_status = tiny_generator
+    session = SessionStore().get("t")
+    updates = list(A.generate(engines, session, A.check_generation(engines, "waves", "", 4, 1, 1.0, 0)))
+    assert "from text only" in updates[0].status and updates[-1].final
+
+
+# -- detection, import/export ------------------------------------------------------------------------------------
+class FakeGrounder:
+    def __init__(self):
+        self.calls = []
+
+    def detect(self, frame, phrases):
+        self.calls.append((frame.shape, list(phrases)))
+        return Detections(np.array([[18, 28, 58, 72], [90, 10, 130, 40]]), np.array([0.9, 0.4]), ["square", "dog"])
+
+
+def test_detect_draws_numbered_candidates_and_keeps_the_picked_ones(tmp_path, tracked):
+    engines, session = tracked
+    engines.grounder = FakeGrounder()
+    image, choices = A.detect(engines, session, "square . dog", 2)
+    assert engines.grounder.calls == [((H, W, 3), ["square", "dog"])]
+    assert choices == ["1: square (0.90)", "2: dog (0.40)"]
+    assert image.shape == (H, W, 3) and not np.array_equal(image, session.frames[2])
+    A.add_candidates(engines, session, choices[1:])
+    assert [r[1] for r in A.objects_table(session)] == ["square", "dog"]
+    assert 2 in session.tracker_state.objects[2].prompts
+
+
+@pytest.mark.parametrize("fmt", list(A.MASK_FORMATS))
+def test_export_then_import_masks_in_every_format(tracked, fmt):
+    engines, session = tracked
+    path = A.export_masks(session, fmt)
+    assert session.project.contains(path)
+    before = session.masks.masks.copy()
+    A.import_masks(engines, session, path)
+    iou = (before & session.masks.masks).sum() / (before | session.masks.masks).sum()
+    assert iou >= 0.99
+    assert A.objects_table(session)[0][1] == "square"
+
+
+def test_importing_a_broken_mask_file_is_a_clear_error(tracked, tmp_path):
+    engines, session = tracked
+    bad = tmp_path / "masks.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(A.StudioError, match="could not be read as masks"):
+        A.import_masks(engines, session, bad)
+    assert session.masks is not None  # the previous masks are kept
+
+
+def test_a_layer_from_a_mask_file_adds_a_second_subject(tracked):
+    engines, session = tracked
+    A.start_edit(engines, session, reset=True)
+    path = A.export_masks(session, "NumPy npz")
+    recipe = A.add_layer_from_file(engines, session, path)
+    assert len(recipe["layers"]) == 2
+    assert A.edited_masks(engines, session).num_objects == 2
+
+
+# -- flags and page ----------------------------------------------------------------------------------------------
+def test_defaults_bind_localhost_and_serve_only_the_projects_folder(tmp_path):
+    from app.studio import launch_kwargs
+
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path / "p"), "--max-upload-mb", "5"])
+    assert args.host == "127.0.0.1" and not args.share
+    kwargs = launch_kwargs(Engines(settings_from_args(args)))
+    assert kwargs["allowed_paths"] == [str((tmp_path / "p").resolve())]
+    assert kwargs["max_file_size"] == 5 * 2**20 and kwargs["server_name"] == "127.0.0.1"
+
+
+def test_gpu_decorator_is_a_no_op_without_spaces():
+    def f(x):
+        return x + 1
+
+    assert gpu_function()(f) is f
+
+
+def test_the_studio_builds_with_no_weights_and_frees_sessions_on_unload(tmp_path):
+    from app.studio import build_studio
+
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu"])
+    engines = build_engines(args)
+    assert engines.generator is None and engines.tracker is not None
+    demo = build_studio(engines)
+    unload = [fn for fn in demo.fns.values() if fn.name == "cleanup"]
+    assert len(unload) == 1
+    demo.store.get("abc")
+    assert "abc" in demo.store
