@@ -113,24 +113,26 @@ def bench_steps(reps: int) -> dict[str, float]:
     }
 
 
-def child(seconds: int, steps: int, out: str) -> None:
-    """One long-video run in this (fresh) process; prints time and peak RSS as JSON."""
+def child(mode: str, seconds: int, steps: int, reps: int, out: str) -> None:
+    """Long-video runs in this (fresh) process, printed as JSON.
+
+    mode "time": after a warm-up, alternate 4 s and 16 s runs `reps` times (load changes hit both alike).
+    mode "memory": one run of `seconds`; peak RSS of the process.
+    """
     torch.set_num_threads(1)
     from mvideo_core.long_video import generate_long_video
     from mvideo_core.masks import MaskSet
-    from mvideo_core.pipeline_mvideo import MVideoPipeline
-    from mvideo_core.tiny import tiny_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_transformer, tiny_vae
+    from mvideo_core.tiny import tiny_pipeline
 
-    transformer = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("5b", seed=0))
-    pipe = MVideoPipeline(tiny_tokenizer(), tiny_text_encoder(), tiny_vae(), transformer, tiny_scheduler("5b"))
-    pipe.set_progress_bar_config(disable=True)
-    m = np.zeros((1, 8 * seconds + 1, 64, 96), dtype=bool)
+    pipe = tiny_pipeline("5b", seed=0)
+    m = np.zeros((1, 8 * 16 + 1, 64, 96), dtype=bool)
     for i in range(m.shape[1]):
         m[0, i, 16:48, (i % 60) : (i % 60) + 30] = True
     masks = MaskSet(m, fps=8.0)
 
-    def run(secs: int, folder: str) -> list:
-        return list(
+    def run(secs: int, folder: str) -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        results = list(
             generate_long_video(
                 pipe,
                 "a dog running",
@@ -141,40 +143,42 @@ def child(seconds: int, steps: int, out: str) -> None:
                 progress=False,
             )
         )
+        return time.perf_counter() - t0, [r.seconds for r in results[:-1]]
 
-    run(4, out + "-warmup")  # first-call costs (allocator, lazy init) are not part of the figure
-    t0 = time.perf_counter()
-    results = run(seconds, out)
-    elapsed = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    clip_seconds = [r.seconds for r in results[:-1]]
-    print(json.dumps({"seconds": elapsed, "peak_rss_kb": rss, "clip_seconds": clip_seconds}))
+    if mode == "memory":
+        run(seconds, out)
+        print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        return
+    run(4, f"{out}/warmup")  # first-call costs (allocator, lazy init) are not part of the figure
+    times: dict[int, list[float]] = {4: [], 16: []}
+    clips: list[float] = []
+    for r in range(reps):
+        for secs in (4, 16):
+            elapsed, clip_seconds = run(secs, f"{out}/{secs}-{r}")
+            times[secs].append(elapsed)
+            if secs == 16:
+                clips = clip_seconds
+    print(json.dumps({"times": times, "clip_seconds": clips}))
 
 
-def bench_long(steps: int) -> dict[str, float]:
-    results = {}
+def _child(*args: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", *args]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def bench_long(steps: int, reps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        for seconds in (4, 16):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                str(seconds),
-                "--steps",
-                str(steps),
-                "--out",
-                f"{tmp}/{seconds}",
-            ]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            results[seconds] = json.loads(out)
-    clips = results[16]["clip_seconds"]
+        timing = _child("time", "16", str(steps), str(reps), f"{tmp}/time")
+        memory = {secs: _child("memory", str(secs), str(steps), "1", f"{tmp}/mem{secs}") for secs in (4, 16)}
+    t4, t16 = statistics.median(timing["times"]["4"]), statistics.median(timing["times"]["16"])
+    clips = timing["clip_seconds"]
     return {
-        "time_4s_s": results[4]["seconds"],
-        "time_16s_s": results[16]["seconds"],
-        "time_16s_over_4s": results[16]["seconds"] / results[4]["seconds"],
-        "peak_mem_4s_mb": results[4]["peak_rss_kb"] / 1024,
-        "peak_mem_16s_mb": results[16]["peak_rss_kb"] / 1024,
-        "peak_mem_16s_over_4s": results[16]["peak_rss_kb"] / results[4]["peak_rss_kb"],
+        "time_4s_s": t4,
+        "time_16s_s": t16,
+        "time_16s_over_4s": t16 / t4,
+        "peak_mem_4s_mb": memory[4]["peak_rss_kb"] / 1024,
+        "peak_mem_16s_mb": memory[16]["peak_rss_kb"] / 1024,
+        "peak_mem_16s_over_4s": memory[16]["peak_rss_kb"] / memory[4]["peak_rss_kb"],
         # clip cost in the 16 s run: continuation clips (conditions) vs clip 0, and last vs first continuation
         "continuation_clip_over_clip0": statistics.mean(clips[1:]) / clips[0],
         "last_over_first_continuation_clip": clips[-1] / clips[1],
@@ -184,13 +188,12 @@ def bench_long(steps: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps (< 1 min)")
-    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child is not None:
-        child(args.child, args.steps, args.out)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps per clip in the long-video runs")
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        mode, seconds, steps, reps, out = sys.argv[2:7]
+        child(mode, int(seconds), int(steps), int(reps), out)
         return
+    args = parser.parse_args()
     reps, steps = (2, 1) if args.quick else (7, 8)
     steps = args.steps or steps
     figures = bench_steps(reps)
@@ -201,7 +204,7 @@ def main() -> None:
         f"condition stream {figures['condition_cache_s'] * 1e3:.0f} ms once per clip, /{PAPER_STEPS} steps)"
     )
     print(f"  continuation, uncached (training): x{figures['uncached_continuation_step_ratio']:.3f}")
-    figures.update(bench_long(steps))
+    figures.update(bench_long(steps, 1 if args.quick else 3))
     print(
         f"long video, tiny pipeline, {steps} steps, CFG: 4 s {figures['time_4s_s']:.1f} s, 16 s {figures['time_16s_s']:.1f} s"
         f" -> x{figures['time_16s_over_4s']:.2f} (target <= 4.2)"
