@@ -8,15 +8,27 @@ import os
 from pathlib import Path
 
 
+def _env(name: str) -> str | None:
+    """Model flags also read MVIDEO_* environment variables (a Hugging Face Space sets them as variables)."""
+    return os.environ.get(name) or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python app.py", description="MVideo Studio: direct motion in generated video."
     )
     net = parser.add_argument_group("server")
     net.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to share on a LAN)"
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1, or $GRADIO_SERVER_NAME as on a Space; 0.0.0.0 to share on a LAN)",
     )
-    net.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    net.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        help="port to serve on (default 7860, or $GRADIO_SERVER_PORT)",
+    )
     net.add_argument("--share", action="store_true", help="create a public Gradio share link")
     net.add_argument(
         "--concurrency", type=int, default=1, help="jobs run at once per heavy step (default 1: one GPU worker)"
@@ -33,11 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models = parser.add_argument_group("models")
     models.add_argument(
-        "--base-model", default=None, help="CogVideoX base: hub id or local folder (default THUDM/CogVideoX-2b)"
+        "--base-model",
+        default=_env("MVIDEO_BASE_MODEL"),
+        help="CogVideoX base: hub id (e.g. THUDM/CogVideoX-5b) or local folder; also $MVIDEO_BASE_MODEL",
     )
-    models.add_argument("--mvideo-weights", default=None, help="MVideo weights: a .safetensors file or hub id")
-    models.add_argument("--sam2", default=None, help="SAM2 checkpoint: hub id or local folder (e.g. sam2.1 tiny)")
-    models.add_argument("--grounding-dino", default=None, help="Grounding DINO checkpoint: hub id or local folder")
+    models.add_argument(
+        "--mvideo-weights",
+        default=_env("MVIDEO_WEIGHTS"),
+        help="MVideo weights: a .safetensors file, a folder or hub id; also $MVIDEO_WEIGHTS",
+    )
+    models.add_argument(
+        "--sam2", default=_env("MVIDEO_SAM2"), help="SAM2 checkpoint: hub id or local folder (e.g. sam2.1 tiny)"
+    )
+    models.add_argument(
+        "--grounding-dino",
+        default=_env("MVIDEO_GROUNDING_DINO"),
+        help="Grounding DINO checkpoint: hub id or local folder",
+    )
     models.add_argument("--models-dir", type=Path, default=None, help="a folder searched for all checkpoints")
     models.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     models.add_argument("--offload", action="store_true", help="model CPU offload on CUDA (less GPU memory, slower)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from app.engines import Engines, gpu_function
 from app.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
+
+# On a ZeroGPU Space each Generate call holds a GPU for at most this long (a 16 s video on an A100-class GPU).
+GPU_SECONDS = int(os.environ.get("MVIDEO_GPU_SECONDS", "600"))
 
 CSS = """
 #tracker-banner {font-size: 0.9em; border-left: 4px solid #888; padding-left: 8px}
@@ -561,7 +565,7 @@ def wire_generate_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> N
             )
 
     event = ui["go"].click(
-        gpu_function()(run),
+        gpu_function(duration=GPU_SECONDS)(run),
         [ui[k] for k in ("prompt", "negative", "seconds", "steps", "guidance", "seed", "start_image")],
         [ui["progress"], ui["stream"], ui["gallery"], ui["files"]],
         concurrency_id="gpu",
