@@ -672,7 +672,7 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         self, conditions: ConditionLatents, grid_h: int, grid_w: int, type_embedding: torch.Tensor
     ) -> torch.Tensor:
         """Condition latents -> tokens [B, Nc, D]: base patch embedding + type embedding (+ sincos positions)."""
-        dtype = type_embedding.dtype
+        dtype = self.patch_embed.proj.weight.dtype  # the base dtype: trained MVideo weights may be fp32
         parts = []
         kinds = (
             (ConditionEmbedding.APPEARANCE, conditions.appearance),
