@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mvideo_core.training.config import ConfigError, TrainConfig
-from mvideo_core.training.precompute import CacheError, CacheGeometry, CacheWriter
+from mvideo_core.training.precompute import CacheError, CacheGeometry, CacheWriter, model_identity
 from mvideo_core.training.trainer import MVideoTrainer, step_generator
 
 GEOMETRY = dict(height=64, width=96, num_frames=9, condition_height=32, condition_width=48, condition_frames=9)
@@ -29,7 +29,12 @@ def write_tiny_cache(cache_dir: Path, base_model: str, num_samples: int = 8, con
     from mvideo_core.training.manifest import ClipRecord
 
     geometry = CacheGeometry(fps=8.0, **GEOMETRY)
-    header = {"geometry": geometry.__dict__, "base_model": base_model, "latent_channels": 4, "text_shape": [16, 16]}
+    header = {
+        "geometry": geometry.__dict__,
+        "base_model": model_identity(base_model),
+        "latent_channels": 4,
+        "text_shape": [16, 16],
+    }
     writer = CacheWriter(cache_dir, 0, header, shard_size=5)
     g = torch.Generator().manual_seed(0)
     for i in range(num_samples):

@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset, Sampler
 
-from mvideo_core.training.precompute import CacheError, CacheGeometry, read_cache_index
+from mvideo_core.training.precompute import CacheError, CacheGeometry, model_identity, read_cache_index
 
 TENSOR_NAMES = ("latents", "mask_latents", "prompt_embeds", "appearance", "motion")
 
@@ -32,7 +32,7 @@ class LatentCacheDataset(Dataset):
                 f"the latent cache in {self.cache_dir} was built for another geometry (cache, config): {diff}; "
                 "rerun precompute with this config into a new cache_dir"
             )
-        if base_model is not None and self.header["base_model"] != base_model:
+        if base_model is not None and self.header["base_model"] != model_identity(base_model):
             raise CacheError(
                 f"the latent cache was encoded with {self.header['base_model']!r}, the config trains {base_model!r}; "
                 "latents of another VAE/T5 do not fit: rerun precompute"

@@ -59,6 +59,12 @@ class CacheGeometry:
         return cls(**{k: getattr(config, k) for k in GEOMETRY_KEYS})
 
 
+def model_identity(base_model: str) -> str:
+    """How a cache names the model that encoded it: a local folder by its resolved path, else the hub id."""
+    path = Path(base_model).expanduser()
+    return str(path.resolve()) if path.exists() else str(base_model)
+
+
 # -- encoders -------------------------------------------------------------------------------------------------------
 
 
@@ -300,7 +306,7 @@ def precompute_cache(
     max_text_length = max_text_length_of(config.base_model)
     header = {
         "geometry": geometry.__dict__,
-        "base_model": config.base_model,
+        "base_model": model_identity(config.base_model),
         "latent_channels": int(vae.config.latent_channels),
         "text_shape": [max_text_length, int(text_encoder.config.d_model)],
     }
