@@ -4,8 +4,8 @@ The teacher is the same module in `teacher_mode()`, one extra forward without gr
 at most 1.5x a step without it. Measured on a small random CogVideoX (4 layers, 4 heads x 32, batch 4 on 9x8x12
 latents, with mask and both long-video conditions) through the real trainer, with and without gradient
 checkpointing; the two variants run interleaved in blocks so machine load hits both alike. Peak memory of one step is
-measured per variant in a fresh subprocess (CUDA: max allocated; CPU: peak RSS growth over the loaded model, coarse
-because of allocator caching), and the activations autograd saves for backward are counted exactly.
+measured per variant in a fresh subprocess (CUDA: max allocated; CPU: peak RSS growth over the loaded model, with
+glibc returning every tensor buffer on free), and the activations autograd saves for backward are counted exactly.
 Ends with one JSON line; `--quick` runs fewer steps.
 """
 
@@ -128,7 +128,9 @@ def memory_child(base: str, workdir: str, alpha: float, checkpointing: bool) -> 
 
 def measure_memory(base: str, workdir: Path, alpha: float, checkpointing: bool) -> float:
     cmd = [sys.executable, __file__, "--child", base, str(workdir), str(alpha), str(int(checkpointing))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    # glibc: every tensor buffer from its own mmap, returned on free, so the peak RSS follows the live tensors
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     return float(json.loads(out)["peak_mib"])
 
 
@@ -150,7 +152,8 @@ def main() -> None:
         print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads: {torch.get_num_threads()}")
         print(f"model: CogVideoX {BENCH_TRANSFORMER}, batch 4, latents 9x8x12 (+ mask, appearance, motion)")
         print(
-            f"{'checkpointing':>13s} {'L_d ms':>8s} {'L_d+L_c ms':>11s} {'ratio':>6s} {'peak L_d MiB':>13s} {'peak +L_c MiB':>14s}"
+            f"{'checkpointing':>13s} {'L_d ms':>8s} {'L_d+L_c ms':>11s} {'ratio':>6s} {'peak L_d MiB':>13s} "
+            f"{'peak +L_c MiB':>14s} {'saved L_d MiB':>14s} {'saved +L_c MiB':>15s}"
         )
         for ckpt in (True, False):
             runs = {a: make_trainer(workdir, base, a, ckpt) for a in (0.0, 1.0)}
