@@ -1,0 +1,99 @@
+"""Sizes of the toy model and of each training stage, in one typed object (JSON-saveable, checked on resume)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ToyConfig:
+    """The toy MVideo: a tiny CogVideoX (2b-style sincos positions) at 64x96, 33 frames at 8 fps."""
+
+    # -- geometry ------------------------------------------------------------------------------------------------
+    height: int = 64
+    width: int = 96
+    num_frames: int = 33
+    condition_height: int = 32  # default_condition_size(64, 96): the paper's 256x384 scaled like 480x720 -> 64x96
+    condition_width: int = 48
+
+    # -- model -----------------------------------------------------------------------------------------------------
+    vae_blocks: tuple[int, ...] = (8, 16, 32, 32)
+    latent_channels: int = 4
+    text_dim: int = 32
+    text_length: int = 16
+    num_layers: int = 4
+    num_heads: int = 4
+    head_dim: int = 32
+    time_embed_dim: int = 64
+
+    # -- stage 1: VAE on short snippets (it is causal and convolutional) ---------------------------------------------
+    vae_steps: int = 1500
+    vae_batch: int = 4
+    vae_snippet_frames: int = 9
+    vae_crop: tuple[int, int] = (32, 48)
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    base_clips: int = 400
+    mask_clips: int = 200
+    mask_long_fraction: float = 0.5  # mask-to-video clips of 65 frames: their last 4 s carry long-video conditions
+
+    # -- stage 2: base text-to-video (full training of the tiny transformer) ------------------------------------------
+    base_steps: int = 4000
+    base_batch: int = 8
+    base_lr: float = 1e-3
+    text_dropout: float = 0.1  # empty prompt with this probability: classifier-free guidance works
+
+    # -- stage 3: MVideo (the project's trainer: LoRA + mask input + consistency loss) -----------------------------------
+    mvideo_steps: int = 1500
+    mvideo_batch: int = 8
+    mvideo_lr: float = 1e-3
+    lora_rank: int = 32
+
+    # -- evaluation --------------------------------------------------------------------------------------------------
+    eval_clips: int = 12
+    text_clips: int = 15
+    long_clips: int = 3
+    inference_steps: int = 20
+    guidance_scale: float = 4.0
+
+    checkpoint_every: int = 50
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ToyConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown toy config keys {unknown}; known: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ToyConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def scaled(self, factor: float) -> ToyConfig:
+        """The same config with every step and clip count multiplied by `factor` (smoke runs use ~0.01)."""
+        out = dataclasses.replace(self)
+        for name in ("vae_steps", "base_steps", "mvideo_steps", "base_clips", "mask_clips"):
+            setattr(out, name, max(2, int(round(getattr(self, name) * factor))))
+        for name in ("eval_clips", "text_clips", "long_clips"):
+            setattr(out, name, max(1, int(round(getattr(self, name) * factor))))
+        out.checkpoint_every = max(1, int(round(self.checkpoint_every * factor)))
+        return out

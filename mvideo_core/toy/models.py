@@ -1,0 +1,139 @@
+"""The toy model's components, built from `ToyConfig`: tokenizer (the world's words), frozen random tiny T5, tiny
+CogVideoX VAE and transformer, DDIM scheduler as CogVideoX-2b ships it; `write_base_folder` lays them out like a
+CogVideoX checkout so every later step goes through the production loading code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+from mvideo_core.toy.config import ToyConfig
+from mvideo_core.toy.world import caption_words
+
+TOY_MARKER = "TOY_MODEL.txt"
+
+
+def toy_tokenizer(config: ToyConfig) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer over the toy world's caption words, with T5's special tokens, padded to text_length."""
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in caption_words():
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=config.text_length,
+        padding_side="right",
+    )
+
+
+def toy_text_encoder(config: ToyConfig) -> T5EncoderModel:
+    """A frozen random one-layer T5 encoder: distinct words give distinct embeddings, which is all the toy needs."""
+    torch.manual_seed(config.seed + 11)
+    t5 = T5Config(
+        vocab_size=len(toy_tokenizer(config).get_vocab()),
+        d_model=config.text_dim,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
+    return T5EncoderModel(t5).eval()
+
+
+def toy_vae(config: ToyConfig) -> AutoencoderKLCogVideoX:
+    """Tiny CogVideoX VAE: 8x spatial, 4x temporal compression, `latent_channels` channels."""
+    torch.manual_seed(config.seed + 12)
+    return AutoencoderKLCogVideoX(
+        block_out_channels=tuple(config.vae_blocks),
+        latent_channels=config.latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        temporal_compression_ratio=4,
+        sample_height=config.height,
+        sample_width=config.width,
+    )
+
+
+def toy_transformer(config: ToyConfig) -> CogVideoXTransformer3DModel:
+    """Tiny CogVideoX-2b-style transformer (sincos positions) for 33 x 64 x 96 clips."""
+    torch.manual_seed(config.seed + 13)
+    return CogVideoXTransformer3DModel(
+        num_attention_heads=config.num_heads,
+        attention_head_dim=config.head_dim,
+        in_channels=config.latent_channels,
+        out_channels=config.latent_channels,
+        time_embed_dim=config.time_embed_dim,
+        text_embed_dim=config.text_dim,
+        num_layers=config.num_layers,
+        sample_width=config.width // 8,
+        sample_height=config.height // 8,
+        sample_frames=config.num_frames,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=config.text_length,
+        use_rotary_positional_embeddings=False,
+    )
+
+
+def toy_scheduler() -> CogVideoXDDIMScheduler:
+    """CogVideoX-2b's scheduler settings (v-prediction, zero terminal SNR, trailing spacing)."""
+    return CogVideoXDDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+        snr_shift_scale=3.0,
+    )
+
+
+def write_base_folder(
+    path: str | Path,
+    config: ToyConfig,
+    vae: AutoencoderKLCogVideoX,
+    transformer: CogVideoXTransformer3DModel,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """A CogVideoX-layout folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/, model_index.json)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    transformer.to(dtype).save_pretrained(path / "transformer", safe_serialization=True)
+    transformer.float()
+    vae.to(dtype).save_pretrained(path / "vae", safe_serialization=True)
+    vae.float()
+    toy_text_encoder(config).to(dtype).save_pretrained(path / "text_encoder", safe_serialization=True)
+    toy_tokenizer(config).save_pretrained(path / "tokenizer")
+    toy_scheduler().save_pretrained(path / "scheduler")
+    model_index = {
+        "_class_name": "CogVideoXPipeline",
+        "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "CogVideoXDDIMScheduler"],
+        "text_encoder": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "transformer": ["diffusers", "CogVideoXTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLCogVideoX"],
+    }
+    (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
+    (path / TOY_MARKER).write_text(
+        "Toy CogVideoX-architecture model trained on CPU by `python -m mvideo_core.toy` on procedural coloured "
+        "shapes at 64x96 (see docs/toy-model.md). It only knows that world.\n"
+    )
+    return path

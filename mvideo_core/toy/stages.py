@@ -1,0 +1,483 @@
+"""The toy MVideo's stages, each resumable from its last checkpoint (a stage stopped half-way goes on from there).
+
+    1. vae     tiny AutoencoderKLCogVideoX on short snippets of the world (reports PSNR on held-out clips)
+    2. data    world clips -> dataset folders (mp4 + exact masks + manifest) -> the project's latent cache
+    3. base    tiny CogVideoX text-to-video transformer, fully trained on the base data (all 8 colours)
+    4. mvideo  the project's trainer (LoRA + mask input + L_c) on the 3-colour mask subset, alpha = 1 and alpha = 0
+    5. evaluate / report  (mvideo_core.toy.evaluation)
+
+All files live in one work folder; `run_stage(name, work)` is idempotent: a finished stage returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mvideo_core.toy.config import ToyConfig
+from mvideo_core.toy.world import FPS, make_clip
+from mvideo_core.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "toy_config.json"
+DONE_FILE = "DONE.json"
+
+
+class StageError(RuntimeError):
+    """A stage cannot run (missing earlier stage, config changed under a resumed run); the message says what to do."""
+
+
+# -- work folder -------------------------------------------------------------------------------------------------------
+
+
+def prepare_work(
+    work: str | Path, config: ToyConfig | None = None, overrides: dict | None = None
+) -> tuple[Path, ToyConfig]:
+    """The work folder and its config: a new folder saves `config` (default ToyConfig()); an existing one keeps the
+    config it was started with, except for explicit `overrides` (e.g. more steps for a stage not finished yet)."""
+    work = Path(work)
+    path = work / CONFIG_FILE
+    if path.is_file():
+        saved = ToyConfig.load(path)
+        if config is not None and config.to_dict() != saved.to_dict():
+            changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
+            raise StageError(
+                f"{work} was started with another toy config (differs in {changed}); use a new --work folder "
+                "or change values explicitly with --set"
+            )
+        config = saved
+    config = config or ToyConfig()
+    if overrides:
+        config = ToyConfig.from_dict({**config.to_dict(), **overrides})
+    work.mkdir(parents=True, exist_ok=True)
+    config.save(path)
+    return work, config
+
+
+def is_done(folder: Path) -> bool:
+    return (folder / DONE_FILE).is_file()
+
+
+def mark_done(folder: Path, figures: dict) -> dict:
+    (folder / DONE_FILE).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def read_done(folder: Path) -> dict:
+    if not is_done(folder):
+        raise StageError(f"{folder} is not finished; run `python -m mvideo_core.toy run --work {folder.parent}`")
+    return json.loads((folder / DONE_FILE).read_text())
+
+
+def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Path:
+    """torch.save of tensors and plain values only (loaded back with weights_only=True); keeps the last `keep`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"checkpoint-{step:06d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, **state}, tmp)
+    tmp.replace(path)
+    for old in sorted(folder.glob("checkpoint-*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def _latest_checkpoint(folder: Path) -> dict | None:
+    files = sorted(folder.glob("checkpoint-*.pt"))
+    if not files:
+        return None
+    return torch.load(files[-1], map_location="cpu", weights_only=True)
+
+
+def _lr_at(step: int, total: int, lr: float, warmup: int = 20) -> float:
+    """Linear warm-up then cosine decay to 10 % (a pure function of the step: resume-safe)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# -- stage 1: VAE ------------------------------------------------------------------------------------------------------
+
+
+def _vae_batch(config: ToyConfig, step: int) -> torch.Tensor:
+    """[B, 3, T, h, w] in [-1, 1]: random snippets and crops of base-split clips; one in four is a mask video."""
+    from mvideo_core.training.precompute import frames_to_tensor, masks_to_tensor
+
+    rng = np.random.default_rng(config.seed * 7919 + step)
+    t, (ch, cw) = config.vae_snippet_frames, config.vae_crop
+    out = []
+    for _ in range(config.vae_batch):
+        clip = make_clip("base", int(rng.integers(0, 10_000)), num_frames=config.num_frames)
+        s = int(rng.integers(0, config.num_frames - t + 1))
+        y = int(rng.integers(0, (config.height - ch) // 8 + 1)) * 8
+        x = int(rng.integers(0, (config.width - cw) // 8 + 1)) * 8
+        if rng.random() < 0.25:
+            video = masks_to_tensor(clip.masks.union()[s : s + t, y : y + ch, x : x + cw])
+        else:
+            video = frames_to_tensor(clip.frames[s : s + t, y : y + ch, x : x + cw])
+        out.append(video)
+    return torch.cat(out)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 arrays."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@torch.no_grad()
+def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
+    """Encode (posterior mode) and decode uint8 frames [T, H, W, 3] -> uint8 [T, H, W, 3]."""
+    from mvideo_core.training.precompute import frames_to_tensor
+
+    z = vae.encode(frames_to_tensor(frames)).latent_dist.mode()
+    x = vae.decode(z).sample  # [1, 3, T, H, W]
+    x = ((x[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, config: ToyConfig, clips: int = 8) -> float:
+    """1 / std of the VAE's latents over world clips: makes the diffusion latents unit-variance (as SD/CogVideoX)."""
+    from mvideo_core.training.precompute import frames_to_tensor
+
+    values = []
+    for i in range(clips):
+        clip = make_clip("base", 50_000 + i, config.num_frames)
+        values.append(vae.encode(frames_to_tensor(clip.frames)).latent_dist.mode().flatten())
+    return float(1.0 / torch.cat(values).std())
+
+
+def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
+    """Train the tiny VAE (MSE + L1 + tiny KL) on snippets; held-out PSNR; save to work/vae/model."""
+    folder = work / "vae"
+    if is_done(folder):
+        return read_done(folder)
+    from mvideo_core.toy.models import toy_vae
+
+    vae = toy_vae(config)
+    opt = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
+    start = 0
+    state = _latest_checkpoint(folder)
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        logger.info("vae: resumed at step %d", start)
+    vae.train()
+    history = []
+    bar = tqdm(total=config.vae_steps, initial=start, desc="vae", disable=not progress)
+    t0 = time.time()
+    for step in range(start, config.vae_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, config.vae_steps, config.vae_lr)
+        torch.manual_seed(config.seed * 7919 + step)
+        x = _vae_batch(config, step)
+        posterior = vae.encode(x).latent_dist
+        rec = vae.decode(posterior.sample()).sample
+        loss = torch.nn.functional.mse_loss(rec, x) + 0.5 * (rec - x).abs().mean()
+        loss = loss + config.vae_kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        history.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.vae_steps:
+            _save_checkpoint(folder, step + 1, {"model": vae.state_dict(), "optimizer": opt.state_dict()})
+            _append_log(folder, {"step": step + 1, "loss": float(np.mean(history[-20:]))})
+    bar.close()
+    vae.eval()
+    scale = latent_scaling_factor(vae, config)
+    vae.register_to_config(scaling_factor=scale)
+    vae.save_pretrained(folder / "model", safe_serialization=True)
+    scores = []
+    for i in range(config.eval_clips):
+        clip = make_clip("heldout", i, config.num_frames)
+        scores.append(psnr(reconstruct(vae, clip.frames), clip.frames))
+    figures = {
+        "psnr_heldout_db": float(np.mean(scores)),
+        "psnr_clips": scores,
+        "scaling_factor": scale,
+        "steps": config.vae_steps,
+        "seconds_this_run": time.time() - t0,
+    }
+    return mark_done(folder, figures)
+
+
+# -- stage 2: data and latent cache -----------------------------------------------------------------------------------
+
+
+def base_model_dir(work: Path) -> Path:
+    """The CogVideoX-layout folder of the toy base model (trained VAE; the transformer is replaced after stage base)."""
+    return work / "base_model"
+
+
+def train_config(work: Path, config: ToyConfig, name: str, **values) -> TrainConfig:
+    """The project's `TrainConfig` for a toy cache/run: toy geometry, CPU fp32, no tracker."""
+    from mvideo_core.training.config import TrainConfig
+
+    values.setdefault("output_dir", str(work / name))
+    return TrainConfig(
+        cache_dir=str(work / "cache" / name),
+        base_model=str(base_model_dir(work)),
+        height=config.height,
+        width=config.width,
+        fps=FPS,
+        num_frames=config.num_frames,
+        condition_height=config.condition_height,
+        condition_width=config.condition_width,
+        condition_frames=config.num_frames,
+        mixed_precision="no",
+        gradient_checkpointing=False,
+        allow_tf32=False,
+        report_to="none",
+        **values,
+    )
+
+
+def write_dataset(folder: Path, split: str, count: int, config: ToyConfig, long_fraction: float = 0.0) -> Path:
+    """World clips as a dataset folder in the builder's layout: clips/*.mp4, masks/*.npz, manifest.jsonl.
+
+    A `long_fraction` of the clips are 65 frames long: the latent cache takes their last 33 frames as the target and
+    the 33 before as the long-video conditions (a continuation clip), the rest are first clips. Resumes: clips whose
+    files exist are not redrawn.
+    """
+    from mvideo_core.masks import save_masks
+    from mvideo_core.training.manifest import ClipRecord
+    from mvideo_core.video_io import write_video
+
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    records = []
+    for i in tqdm(range(count), desc=f"world {split}", leave=False):
+        long = (i % 100) < long_fraction * 100
+        frames = 2 * config.num_frames - 1 if long else config.num_frames
+        name = f"{split}-{i:05d}"
+        video, masks = folder / "clips" / f"{name}.mp4", folder / "masks" / f"{name}.npz"
+        clip = None
+        if not (video.is_file() and masks.is_file()):
+            clip = make_clip(split, i, frames)
+            save_masks(clip.masks, masks)
+            write_video(video, clip.frames, FPS, crf=12)
+        caption = clip.caption if clip is not None else _caption_of(split, i)
+        records.append(
+            ClipRecord(
+                clip_id=name,
+                source=str(video.resolve()),
+                start=0.0,
+                end=frames / FPS,
+                fps=FPS,
+                num_frames=frames,
+                height=config.height,
+                width=config.width,
+                fit="crop",
+                caption=caption,
+                masks=f"masks/{name}.npz",
+                meta={"world_split": split, "world_index": i},
+            )
+        )
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
+    return manifest
+
+
+def _caption_of(split: str, index: int) -> str:
+    from mvideo_core.toy.world import sample_scene
+
+    return sample_scene(split, index).caption
+
+
+def stage_data(work: Path, config: ToyConfig, progress: bool = True) -> dict:
+    """Render the base (8 colours) and mask (3 colours) data sets and encode them with the project's precompute."""
+    folder = work / "data"
+    if is_done(folder):
+        return read_done(folder)
+    vae_dir = work / "vae" / "model"
+    if not is_done(work / "vae"):
+        raise StageError("stage data needs the trained VAE: run stage vae first")
+    from diffusers import AutoencoderKLCogVideoX
+
+    from mvideo_core.toy.models import toy_transformer, write_base_folder
+    from mvideo_core.training.precompute import precompute_cache
+
+    base_dir = base_model_dir(work)
+    if not (base_dir / "model_index.json").is_file():
+        vae = AutoencoderKLCogVideoX.from_pretrained(vae_dir)
+        write_base_folder(base_dir, config, vae, toy_transformer(config))
+    t0 = time.time()
+    counts = {}
+    for split, count, long_fraction in (
+        ("base", config.base_clips, 0.0),
+        ("mask", config.mask_clips, config.mask_long_fraction),
+    ):
+        manifest = write_dataset(folder / split, split, count, config, long_fraction)
+        cache = precompute_cache(train_config(work, config, split), manifest, show_progress=progress)
+        from mvideo_core.training.precompute import read_cache_index
+
+        _, samples = read_cache_index(cache)
+        counts[split] = len(samples)
+    return mark_done(folder, {"samples": counts, "seconds_this_run": time.time() - t0})
+
+
+# -- stage 3: base text-to-video ---------------------------------------------------------------------------------------
+
+
+def _load_cache(cache_dir: Path) -> dict[str, torch.Tensor]:
+    """All samples of a toy latent cache in memory: latents [N, F, C, H, W], prompt_embeds [N, L, D]."""
+    from mvideo_core.training.dataset import LatentCacheDataset
+
+    data = LatentCacheDataset(cache_dir)
+    items = [data[i] for i in range(len(data))]
+    return {name: torch.stack([it[name] for it in items]) for name in ("latents", "prompt_embeds")}
+
+
+@torch.no_grad()
+def empty_prompt_embeds(base_dir: Path) -> torch.Tensor:
+    """T5 embedding [1, L, D] of the empty prompt (what the pipeline's unconditional branch sees)."""
+    from mvideo_core.training.precompute import encode_prompts, load_encoders, max_text_length_of
+
+    _, tokenizer, text_encoder = load_encoders(str(base_dir))
+    return encode_prompts(tokenizer, text_encoder, [""], max_text_length_of(str(base_dir)))
+
+
+def stage_base(work: Path, config: ToyConfig, progress: bool = True) -> dict:
+    """Train the whole tiny transformer on the base cache with CogVideoX's v-prediction loss (L_d); text dropout."""
+    folder = work / "base"
+    if is_done(folder):
+        return read_done(folder)
+    if not is_done(work / "data"):
+        raise StageError("stage base needs the latent cache: run stage data first")
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    from mvideo_core.training.losses import diffusion_loss
+
+    base_dir = base_model_dir(work)
+    data = _load_cache(work / "cache" / "base")
+    empty = empty_prompt_embeds(base_dir)  # [1, L, D]
+    scheduler = CogVideoXDDIMScheduler.from_pretrained(base_dir, subfolder="scheduler")
+    from mvideo_core.toy.models import toy_transformer
+
+    model = toy_transformer(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.base_lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    start = 0
+    state = _latest_checkpoint(folder)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        logger.info("base: resumed at step %d", start)
+    model.train()
+    n = data["latents"].shape[0]
+    history: list[float] = []
+    t0 = time.time()
+    bar = tqdm(total=config.base_steps, initial=start, desc="base", disable=not progress)
+    for step in range(start, config.base_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, config.base_steps, config.base_lr, warmup=100)
+        gen = torch.Generator().manual_seed(config.seed * 104_729 + step)
+        idx = torch.randint(0, n, (config.base_batch,), generator=gen)
+        latents = data["latents"][idx]  # [B, F, C, H, W]
+        embeds = data["prompt_embeds"][idx].clone()  # [B, L, D]
+        drop = torch.rand(config.base_batch, generator=gen) < config.text_dropout
+        embeds[drop] = empty[0]
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (config.base_batch,), generator=gen)
+        noise = torch.randn(latents.shape, generator=gen)
+        noisy = scheduler.add_noise(latents, noise, t)
+        pred = model(hidden_states=noisy, encoder_hidden_states=embeds, timestep=t, return_dict=False)[0]
+        loss = diffusion_loss(pred, noisy, latents, t, scheduler)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.base_steps:
+            _save_checkpoint(folder, step + 1, {"model": model.state_dict(), "optimizer": opt.state_dict()})
+            _append_log(folder, {"step": step + 1, "loss": float(np.mean(history[-50:]))})
+    bar.close()
+    model.eval().save_pretrained(base_dir / "transformer", safe_serialization=True)
+    assert isinstance(model, CogVideoXTransformer3DModel)
+    figures = {
+        "final_loss": float(np.mean(history[-100:])) if history else None,
+        "steps": config.base_steps,
+        "seconds_this_run": time.time() - t0,
+    }
+    return mark_done(folder, figures)
+
+
+# -- stage 4: MVideo with the project's trainer ------------------------------------------------------------------------
+
+
+def mvideo_run_name(alpha: float) -> str:
+    return "mvideo_a1" if alpha > 0 else "mvideo_a0"
+
+
+def stage_mvideo(work: Path, config: ToyConfig, alpha: float = 1.0, progress: bool = True) -> dict:
+    """`MVideoTrainer` (LoRA + mask input + L_c with weight alpha) on the 3-colour mask subset; resumes from 'latest'."""
+    name = mvideo_run_name(alpha)
+    folder = work / name
+    if is_done(folder):
+        return read_done(folder)
+    if not is_done(work / "base"):
+        raise StageError(f"stage {name} needs the trained base model: run stage base first")
+    from mvideo_core.training.trainer import MVideoTrainer
+
+    cfg = train_config(
+        work,
+        config,
+        "mask",
+        output_dir=str(folder),
+        lora_rank=config.lora_rank,
+        lora_alpha=config.lora_rank,
+        learning_rate=config.mvideo_lr,
+        lr_warmup_steps=20,
+        max_train_steps=config.mvideo_steps,
+        train_batch_size=config.mvideo_batch,
+        consistency_weight=float(alpha),
+        checkpointing_steps=config.checkpoint_every,
+        checkpoints_total_limit=2,
+        resume_from_checkpoint="latest",
+        seed=config.seed + 42,
+    )
+    cfg.save(folder / "train_config.json")
+    t0 = time.time()
+    result = MVideoTrainer(cfg).train()
+    history = result.history
+    figures = {
+        "weights": str(result.weights_path),
+        "alpha": float(alpha),
+        "steps": config.mvideo_steps,
+        "final_loss_diffusion": float(np.mean([h["loss_diffusion"] for h in history[-50:]])) if history else None,
+        "final_loss_consistency": float(np.mean([h["loss_consistency"] for h in history[-50:]])) if history else None,
+        "seconds_this_run": time.time() - t0,
+    }
+    with (folder / "history.jsonl").open("a") as handle:
+        for h in history:
+            handle.write(json.dumps(h) + "\n")
+    return mark_done(folder, figures)
+
+
+def _append_log(folder: Path, values: dict) -> None:
+    with (folder / "log.jsonl").open("a") as handle:
+        handle.write(json.dumps(values) + "\n")
+
+
+STAGES: dict[str, Callable[..., dict]] = {
+    "vae": stage_vae,
+    "data": stage_data,
+    "base": stage_base,
+    "mvideo": lambda work, config, progress=True: stage_mvideo(work, config, 1.0, progress),
+    "mvideo-a0": lambda work, config, progress=True: stage_mvideo(work, config, 0.0, progress),
+}
