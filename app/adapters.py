@@ -844,6 +844,20 @@ def add_layer_from_file(engines: Engines, session: Session, path: str | Path | N
     return add_layer_from_masks(engines, session, masks, Path(path).stem)
 
 
+def add_layer_from_project(engines: Engines, session: Session, project_id: str) -> dict[str, Any]:
+    """A layer from the masks extracted in another project (another uploaded video): a subject with its own motion."""
+    try:
+        other = open_project(engines.settings.projects_dir, project_id)
+    except ProjectError as err:
+        raise StudioError(str(err)) from err
+    masks = other.load_masks()
+    if masks is None or masks.num_objects == 0:
+        raise StudioError(f"project {other.project_id} has no extracted masks yet; propagate there first")
+    masks = fit_masks(engines, masks)
+    _save_extra_source(session, f"project_{other.project_id}", masks)
+    return add_layer_from_masks(engines, session, masks, f"from {other.project_id[-6:]}")
+
+
 def add_layer_from_sample(engines: Engines, session: Session, name: str) -> dict[str, Any]:
     """A layer from a sample's ground-truth masks (a second subject with its own motion)."""
     from mvideo_core.samples import load_sample as _load

@@ -10,7 +10,9 @@ import functools
 import inspect
 import logging
 import os
+import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # On a ZeroGPU Space each Generate call holds a GPU for at most this long (a 16 s video on an A100-class GPU).
 GPU_SECONDS = int(os.environ.get("MVIDEO_GPU_SECONDS", "600"))
+
+SECRET_FILE = ".browser-secret"  # inside the projects folder, never served (blocked_paths)
 
 CSS = """
 #tracker-banner {font-size: 0.9em; border-left: 4px solid #888; padding-left: 8px}
@@ -39,10 +43,21 @@ def launch_kwargs(engines: Engines) -> dict[str, Any]:
         "share": s.share,
         "max_file_size": int(s.max_upload_mb * 2**20),  # Gradio refuses bigger uploads before they land
         "allowed_paths": [str(s.projects_dir.resolve())],
+        "blocked_paths": [str((s.projects_dir / SECRET_FILE).resolve())],
         "css": CSS,
         "theme": gr.themes.Soft(),
         "show_error": True,
     }
+
+
+def browser_secret(projects_dir: Path) -> str:
+    """The key that encrypts the project id kept in the browser; stable across restarts of this studio."""
+    path = projects_dir / SECRET_FILE
+    if not path.exists():
+        projects_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -93,11 +108,17 @@ def build_studio(engines: Engines) -> gr.Blocks:
             )
         banner = gr.Markdown(A.tracker_banner(engines), elem_id="tracker-banner")
         with gr.Accordion("Project", open=False):
-            project_md = gr.Markdown("No project yet: upload a video or pick a sample to start one.")
+            project_md = gr.Markdown(
+                "No project yet: upload a video or pick a sample to start one.", elem_id="project-md"
+            )
             with gr.Row():
-                reopen_id = gr.Textbox(label="Project id to reopen", placeholder="20261125-190312-3fa4c1d2e5b6")
-                reopen_btn = gr.Button("Reopen project")
-            last_project = gr.BrowserState("", storage_key="mvideo-last-project")
+                reopen_id = gr.Textbox(
+                    label="Project id to reopen", placeholder="20261125-190312-3fa4c1d2e5b6", elem_id="reopen-id"
+                )
+                reopen_btn = gr.Button("Reopen project", elem_id="reopen")
+        # Outside the accordion so it is mounted (and saved) while the accordion is closed; a secret kept in the
+        # projects folder lets the browser's value survive a server restart.
+        last_project = gr.BrowserState("", storage_key="mvideo-last-project", secret=browser_secret(s.projects_dir))
 
         with gr.Tabs() as tabs:
             # -- 1. Video -------------------------------------------------------------------------------------
@@ -415,6 +436,11 @@ def build_edit_tab(engines: Engines) -> dict[str, Any]:
                 )
                 samples = A.list_samples()
                 with gr.Row():
+                    ui["layer_project"] = gr.Textbox(
+                        label="…or the masks of another video: its project id", placeholder="20261125-190312-…"
+                    )
+                    ui["add_project_layer"] = gr.Button("Add that video's subjects as a layer")
+                with gr.Row():
                     ui["layer_sample"] = gr.Dropdown(samples, value=samples[0] if samples else None, label="Sample")
                     ui["add_sample_layer"] = gr.Button("Add sample's subject as a layer")
             with gr.Accordion("Recipe JSON", open=False):
@@ -477,6 +503,11 @@ def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
     )
     on(ui["apply_length"].click, lambda session, layer, sec: A.set_length(engines, session, sec), ["length"])
     on(ui["layer_file"].upload, lambda session, layer, p: A.add_layer_from_file(engines, session, p), ["layer_file"])
+    on(
+        ui["add_project_layer"].click,
+        lambda session, layer, pid: A.add_layer_from_project(engines, session, pid),
+        ["layer_project"],
+    )
     on(
         ui["add_sample_layer"].click,
         lambda session, layer, name: A.add_layer_from_sample(engines, session, name),

@@ -189,6 +189,7 @@ def test_defaults_bind_localhost_and_serve_only_the_projects_folder(tmp_path):
     kwargs = launch_kwargs(Engines(settings_from_args(args)))
     assert kwargs["allowed_paths"] == [str((tmp_path / "p").resolve())]
     assert kwargs["max_file_size"] == 5 * 2**20 and kwargs["server_name"] == "127.0.0.1"
+    assert kwargs["blocked_paths"] == [str((tmp_path / "p" / ".browser-secret").resolve())]
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces():
@@ -209,3 +210,22 @@ def test_the_studio_builds_with_no_weights_and_frees_sessions_on_unload(tmp_path
     assert len(unload) == 1
     demo.store.get("abc")
     assert "abc" in demo.store
+
+
+def test_a_layer_from_another_projects_masks(tracked, tmp_path):
+    engines, session = tracked
+    other = SessionStore().get("other-video")
+    from mvideo_core.video_io import write_video
+
+    A.load_video(engines, other, write_video(tmp_path / "second.mp4", _frames()[::-1].copy(), 8.0))
+    other.candidates = [{"box": [60, 28, 110, 72], "score": 0.9, "label": "square", "frame": 0}]
+    A.add_candidates(engines, other, A.candidate_choices(other))
+    A.propagate(engines, other)
+    A.start_edit(engines, session, reset=True)
+    recipe = A.add_layer_from_project(engines, session, other.project.project_id)
+    assert len(recipe["layers"]) == 2
+    np.testing.assert_array_equal(A.edited_masks(engines, session).masks[1], other.masks.masks[0])
+    empty = SessionStore().get("empty")
+    A.load_video(engines, empty, write_video(tmp_path / "third.mp4", _frames(), 8.0))
+    with pytest.raises(A.StudioError, match="has no extracted masks yet"):
+        A.add_layer_from_project(engines, session, empty.project.project_id)
