@@ -64,7 +64,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "block_out_channels": (8, 8, 8, 8),
+    "block_out_channels": (4, 4, 4, 4),
     "latent_channels": TINY_LATENT_CHANNELS,
     "layers_per_block": 1,
     "norm_num_groups": 2,
