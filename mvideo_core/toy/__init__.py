@@ -13,7 +13,7 @@ TOY_LABEL = "Toy MVideo (tiny CPU-trained demo model: coloured shapes at 64x96, 
 
 
 def toy_weights_dir() -> Path:
-    """assets/toy in this checkout (base/ in the CogVideoX layout + mvideo.safetensors)."""
+    """assets/toy in this checkout (base_model/ in the CogVideoX layout + mvideo.safetensors)."""
     return Path(__file__).resolve().parents[2] / "assets" / "toy"
 
 
@@ -22,10 +22,10 @@ def load_toy_pipeline(weights_dir: str | Path | None = None, device: str | None 
     from mvideo_core.weights import WeightsError, load_mvideo_pipeline
 
     folder = Path(weights_dir) if weights_dir is not None else toy_weights_dir()
-    base, weights = folder / "base", folder / "mvideo.safetensors"
+    base, weights = folder / "base_model", folder / "mvideo.safetensors"
     if not (base / "model_index.json").is_file() or not weights.is_file():
         raise WeightsError(
-            f"toy weights not found in {folder} (expected base/ and mvideo.safetensors); "
+            f"toy weights not found in {folder} (expected base_model/ and mvideo.safetensors); "
             "train them with `python -m mvideo_core.toy run` and `python -m mvideo_core.toy ship`"
         )
     pipe = load_mvideo_pipeline(base, weights, device=device)

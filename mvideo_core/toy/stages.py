@@ -198,7 +198,7 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
             _append_log(folder, {"step": step + 1, "loss": float(np.mean(history[-20:]))})
     bar.close()
     vae.eval()
-    scale = latent_scaling_factor(vae, config)
+    scale = latent_scaling_factor(vae, config, clips=max(1, min(8, config.eval_clips)))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(folder / "model", safe_serialization=True)
     scores = []
@@ -446,6 +446,7 @@ def stage_mvideo(work: Path, config: ToyConfig, alpha: float = 1.0, progress: bo
         max_train_steps=config.mvideo_steps,
         train_batch_size=config.mvideo_batch,
         consistency_weight=float(alpha),
+        condition_dropout=config.condition_dropout,
         checkpointing_steps=config.checkpoint_every,
         checkpoints_total_limit=2,
         resume_from_checkpoint="latest",

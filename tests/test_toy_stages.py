@@ -1,0 +1,143 @@
+"""Toy stages on a minuscule config: a stage stopped half-way resumes to the same weights as an uninterrupted run;
+the chain data -> base -> mvideo -> ship ends in a pipeline loaded through the normal loading code."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mvideo_core.toy import stages
+from mvideo_core.toy.__main__ import main as toy_main
+from mvideo_core.toy.config import ToyConfig
+from mvideo_core.toy.stages import StageError, prepare_work
+
+TINY = dict(
+    vae_blocks=(4, 4, 4, 4),
+    vae_steps=4,
+    vae_batch=1,
+    vae_snippet_frames=9,
+    vae_crop=(16, 16),
+    eval_clips=1,
+    base_clips=2,
+    mask_clips=2,
+    base_steps=4,
+    base_batch=2,
+    num_layers=1,
+    num_heads=2,
+    head_dim=8,
+    time_embed_dim=16,
+    mvideo_steps=2,
+    mvideo_batch=2,
+    lora_rank=2,
+    checkpoint_every=2,
+)
+
+
+class Stop(Exception):
+    pass
+
+
+def _vae_weights(work):
+    return load_file(str(work / "vae" / "model" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory):
+    torch.set_num_threads(1)
+    work, config = prepare_work(tmp_path_factory.mktemp("toy") / "work", ToyConfig(**TINY))
+    figures = stages.stage_vae(work, config, progress=False)
+    return work, config, figures
+
+
+def test_vae_stage_reports_psnr_and_resumes_exactly(trained_vae, tmp_path, monkeypatch):
+    work_a, config, figures = trained_vae
+    assert figures["steps"] == 4 and 0 < figures["psnr_heldout_db"] < 100 and figures["scaling_factor"] > 0
+    work_b, _ = prepare_work(tmp_path / "b", config)
+    real = stages._vae_batch
+
+    def stop_at_3(cfg, step):
+        if step == 3:
+            raise Stop
+        return real(cfg, step)
+
+    monkeypatch.setattr(stages, "_vae_batch", stop_at_3)
+    with pytest.raises(Stop):
+        stages.stage_vae(work_b, config, progress=False)
+    assert sorted(p.name for p in (work_b / "vae").glob("checkpoint-*.pt")) == ["checkpoint-000002.pt"]
+    assert not stages.is_done(work_b / "vae")
+    monkeypatch.setattr(stages, "_vae_batch", real)
+    stages.stage_vae(work_b, config, progress=False)  # goes on from step 2
+    a, b = _vae_weights(work_a), _vae_weights(work_b)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    # a finished stage returns its figures without training again
+    assert stages.stage_vae(work_b, config, progress=False)["steps"] == 4
+
+
+def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypatch):
+    from mvideo_core.toy import load_toy_pipeline
+    from mvideo_core.toy.report import ship
+    from mvideo_core.training import losses
+
+    src, config, _ = trained_vae
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    stages.stage_data(work, config, progress=False)
+    other = tmp_path / "w2"
+    shutil.copytree(work, other)
+    stages.stage_base(work, config, progress=False)
+
+    real, calls = losses.diffusion_loss, []
+
+    def stop_at_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "diffusion_loss", stop_at_3)
+    with pytest.raises(Stop):
+        stages.stage_base(other, config, progress=False)
+    monkeypatch.setattr(losses, "diffusion_loss", real)
+    stages.stage_base(other, config, progress=False)
+    name = "transformer/diffusion_pytorch_model.safetensors"
+    a = load_file(str(stages.base_model_dir(work) / name))
+    b = load_file(str(stages.base_model_dir(other) / name))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+    figures = stages.stage_mvideo(work, config, alpha=1.0, progress=False)
+    assert figures["alpha"] == 1.0 and figures["final_loss_consistency"] >= 0
+    dest = ship(work, tmp_path / "assets")
+    pipe = load_toy_pipeline(dest)
+    assert "Toy" in pipe.mvideo_metadata["label"]
+    masks = torch.zeros(33, 64, 96, dtype=torch.bool).numpy()
+    masks[:, 20:40, 30:50] = True
+    out = pipe("a red star moves right over a dark room", masks=masks, num_inference_steps=2, output_type="np")
+    assert out.frames.shape == (1, 33, 64, 96, 3)
+
+
+def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
+    work, config = prepare_work(tmp_path / "w", ToyConfig(**TINY))
+    with pytest.raises(StageError, match="another toy config"):
+        prepare_work(work, ToyConfig())
+    _, changed = prepare_work(work, None, {"base_steps": 9})
+    assert changed.base_steps == 9 and ToyConfig.load(work / "toy_config.json").base_steps == 9
+    with pytest.raises(ValueError, match="unknown toy config keys"):
+        prepare_work(work, None, {"base_stepz": 9})
+    assert toy_main(["base", "--work", str(work), "--no-progress"]) == 2
+    assert "run stage data first" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="key=value"):
+        toy_main(["vae", "--work", str(work), "--set", "oops"])
+
+
+def test_missing_toy_weights_say_how_to_make_them(tmp_path):
+    from mvideo_core.toy import load_toy_pipeline
+    from mvideo_core.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="python -m mvideo_core.toy run"):
+        load_toy_pipeline(tmp_path)
