@@ -555,24 +555,39 @@ def generation_explanation(engines: Engines) -> str:
     )
 
 
-def reopen_project(engines: Engines, session: Session, project_id: str) -> str:
-    """Reopen an autosaved project: source video, masks and recipe come back."""
+def reopen_project(engines: Engines, session: Session, project_id: str) -> str | None:
+    """Reopen an autosaved project: source video, masks, extra layers and the edit come back.
+
+    Returns the video step's info (None when the project has no video yet)."""
+    from editing.recipe import UndoStack
+    from mvideo_core.masks import load_masks
+
     try:
         project = open_project(engines.settings.projects_dir, project_id)
     except ProjectError as err:
         raise StudioError(str(err)) from err
     session.project = project
     session.reset_video()
+    session.extra_sources, session.undo = {}, None
     src = project.source_path()
-    if src is not None:
-        trim = project.meta().get("trim") or [0.0, None]
-        load_video(engines, session, src, trim[0], trim[1])
-        session.project = project
+    if src is None:
+        return None
+    trim = project.meta().get("trim") or [0.0, None]
+    summary = load_video(engines, session, src, trim[0], trim[1])
     masks = project.load_masks()
-    if masks is not None and session.frames is not None:
+    if masks is not None:
         session.object_names = dict(zip(masks.ids, masks.names))
         session.masks = masks
-    return project_summary(session)
+    for path in sorted(project.outputs_dir.glob("layer_*.npz")):
+        session.extra_sources[path.stem.removeprefix("layer_")] = load_masks(path)
+    recipe = project.load_recipe()
+    if recipe is not None and masks is not None:
+        try:
+            _render(session, recipe)
+            session.undo = UndoStack(recipe)
+        except ValueError as err:  # an edit that no longer renders is left on disk, not loaded
+            logger.warning("project %s: saved recipe not restored: %s", project.project_id, err)
+    return summary.info
 
 
 # -- step 3: edit ------------------------------------------------------------------------------------------------
@@ -814,10 +829,11 @@ def add_layer_from_masks(engines: Engines, session: Session, masks: Any, name: s
     recipe = start_edit(engines, session)
     source = f"{_safe_name(name)}"
     n = 2
-    while source in edit_sources(session) and source != MAIN_SOURCE:
+    while source in edit_sources(session) or source == MAIN_SOURCE:
         source = f"{_safe_name(name)}_{n}"
         n += 1
     session.extra_sources[source] = masks
+    _save_extra_source(session, source, masks)
     new_id = max((lay.get("id", 0) for lay in recipe["layers"]), default=0) + 1
     recipe["layers"].append(
         {
@@ -840,7 +856,6 @@ def add_layer_from_masks(engines: Engines, session: Session, masks: Any, name: s
 
 def add_layer_from_file(engines: Engines, session: Session, path: str | Path | None) -> dict[str, Any]:
     masks = read_mask_file(engines, path)
-    _save_extra_source(session, Path(path).stem, masks)
     return add_layer_from_masks(engines, session, masks, Path(path).stem)
 
 
@@ -854,7 +869,6 @@ def add_layer_from_project(engines: Engines, session: Session, project_id: str) 
     if masks is None or masks.num_objects == 0:
         raise StudioError(f"project {other.project_id} has no extracted masks yet; propagate there first")
     masks = fit_masks(engines, masks)
-    _save_extra_source(session, f"project_{other.project_id}", masks)
     return add_layer_from_masks(engines, session, masks, f"from {other.project_id[-6:]}")
 
 
@@ -869,12 +883,13 @@ def add_layer_from_sample(engines: Engines, session: Session, name: str) -> dict
     return add_layer_from_masks(engines, session, masks, name)
 
 
-def _save_extra_source(session: Session, name: str, masks: Any) -> None:
+def _save_extra_source(session: Session, source: str, masks: Any) -> None:
+    """Autosave a layer's source masks as `outputs/layer_<source>.npz` (reopened with the project)."""
     if session.project is None:
         return
     from mvideo_core.masks import save_masks
 
-    save_masks(masks, session.project.output_path(f"layer_{_safe_name(name)}.npz"), format="npz")
+    save_masks(masks, session.project.output_path(f"layer_{source}.npz"), format="npz")
 
 
 def recipe_file(engines: Engines, session: Session) -> str:

@@ -354,20 +354,25 @@ def build_studio(engines: Engines) -> gr.Blocks:
         @_user_errors
         def on_reopen(project_id, request: gr.Request):
             session = sess(request)
-            summary = A.reopen_project(engines, session, project_id)
-            frame = session.frames[0] if session.frames is not None else None
-            n = len(session.frames) if session.frames is not None else 2
+            info = A.reopen_project(engines, session, project_id)
+            has_video = session.frames is not None
+            n = len(session.frames) if has_video else 2
             return (
-                summary,
-                frame,
+                A.project_summary(session),
+                info or "This project has no video yet: upload one or pick a sample.",
+                session.frames[0] if has_video else None,
                 gr.Slider(0, max(1, n - 1), value=0, step=1, label="Frame"),
-                A.preview_frame(engines, session, 0) if frame is not None else None,
+                A.preview_frame(engines, session, 0) if has_video else None,
                 _objects_out(session),
+                gr.Dropdown(A.object_choices(session), value="new"),
+                A.overlay_video(session) if session.masks is not None else None,
                 session.project.project_id,
             )
 
         reopen_btn.click(
-            on_reopen, [reopen_id], [project_md, first_frame, frame_slider, frame_img, objects, last_project]
+            on_reopen,
+            [reopen_id],
+            [project_md, video_info, first_frame, frame_slider, frame_img, objects, click_obj, overlay, last_project],
         )
         demo.load(lambda pid: pid or "", [last_project], [reopen_id])
 

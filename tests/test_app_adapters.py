@@ -327,9 +327,12 @@ def test_reopen_after_restart_brings_back_source_and_recipe(engines, tracked):
     recipe = A.add_keyframe(engines, tracked, "1", 1.0, 1.2)
     project_id = tracked.project.project_id
     fresh = SessionStore().get("after-restart")  # a new server process: nothing in memory
-    A.reopen_project(engines, fresh, project_id)
+    info = A.reopen_project(engines, fresh, project_id)
+    assert "Used:" in info
     np.testing.assert_array_equal(fresh.frames, tracked.frames)
-    assert fresh.project.load_recipe() == recipe
+    np.testing.assert_array_equal(fresh.masks.masks, tracked.masks.masks)
+    assert A.start_edit(engines, fresh) == recipe  # the edit is back, ready to undo/redo further
+    np.testing.assert_array_equal(A.edited_masks(engines, fresh).masks, A.edited_masks(engines, tracked).masks)
 
 
 def test_reopen_refuses_malformed_and_unknown_ids(engines):

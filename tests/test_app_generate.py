@@ -178,6 +178,9 @@ def test_a_layer_from_a_mask_file_adds_a_second_subject(tracked):
     recipe = A.add_layer_from_file(engines, session, path)
     assert len(recipe["layers"]) == 2
     assert A.edited_masks(engines, session).num_objects == 2
+    reopened = SessionStore().get("after-restart")
+    A.reopen_project(engines, reopened, session.project.project_id)  # the extra layer's source comes back too
+    assert A.edited_masks(engines, reopened).num_objects == 2
 
 
 # -- flags and page ----------------------------------------------------------------------------------------------
