@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     models.add_argument("--offload", action="store_true", help="model CPU offload on CUDA (less GPU memory, slower)")
     models.add_argument(
+        "--no-toy",
+        action="store_true",
+        help="without real weights, do not offer the shipped toy model (assets/toy); Generate then explains",
+    )
+    models.add_argument(
         "--tiny-random",
         action="store_true",
         help="demo mode: tiny random-weight models on CPU; the whole flow works, generated videos are noise",

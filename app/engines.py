@@ -168,11 +168,20 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
         return _tiny_random_pipeline(load_mvideo_pipeline), (
             "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
         )
-    if settings.device == "cpu" and not getattr(args, "device", None):
-        return None, (
-            "no CUDA GPU found: real CogVideoX generation needs one (about 20 GB of GPU memory with --offload). "
-            "Run on a GPU machine, force the CPU with --device cpu (hours per clip), or try --tiny-random"
+    no_weights = not args.base_model and not args.mvideo_weights
+    no_gpu = settings.device == "cpu" and not getattr(args, "device", None)
+    if no_weights or no_gpu:
+        why = (
+            "no CUDA GPU found: real CogVideoX generation needs one (about 20 GB of GPU memory with --offload); "
+            "run on a GPU machine with --base-model and --mvideo-weights, or force the CPU with --device cpu"
+            if no_gpu
+            else "no weights given: pass --base-model (CogVideoX hub id or folder) and --mvideo-weights"
         )
+        toy = None if getattr(args, "no_toy", False) else _toy_pipeline(settings)
+        if toy is not None:
+            return toy, f"{toy.mvideo_metadata.get('label', 'toy model')}. For real videos: {why}"
+        if no_gpu:
+            return None, f"{why}, or try --tiny-random"
     try:
         pipe = load_mvideo_pipeline(args.base_model, args.mvideo_weights, device=settings.device)
     except WeightsError as err:
@@ -180,6 +189,30 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
     if args.offload and settings.device.startswith("cuda"):
         pipe.configure_memory(offload="model", vae_slicing=True, vae_tiling=True)
     return pipe, f"MVideo on {args.base_model} with {args.mvideo_weights} ({settings.device})"
+
+
+def _toy_pipeline(settings: StudioSettings) -> Any | None:
+    """The toy MVideo shipped in assets/toy (CPU-trained, 64x96), when present; it sets the model size it knows."""
+    try:
+        from mvideo_core.toy import load_toy_pipeline
+        from mvideo_core.weights import WeightsError
+    except ImportError:
+        return None
+    try:
+        pipe = load_toy_pipeline(device="cpu")
+    except (WeightsError, OSError) as err:
+        logger.info("no toy model: %s", err)
+        return None
+    try:
+        from mvideo_core.toy.config import ToyConfig
+
+        config = ToyConfig()
+        settings.default_steps, settings.default_guidance = config.inference_steps, config.guidance_scale
+    except (ImportError, AttributeError, TypeError):
+        settings.default_steps = 20
+    s = pipe.vae_scale_factor_spatial
+    settings.model_size = (pipe.transformer.config.sample_height * s, pipe.transformer.config.sample_width * s)
+    return pipe
 
 
 def _tiny_random_pipeline(load: Callable) -> Any:

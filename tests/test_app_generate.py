@@ -49,7 +49,7 @@ def tracked(tmp_path, tiny_generator):
 
 # -- generate ----------------------------------------------------------------------------------------------------
 def test_without_a_generator_generate_names_the_missing_weights_and_flags(tmp_path):
-    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu"])
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu", "--no-toy"])
     engines = Engines(settings_from_args(args))
     engines.generator, engines.generation_status = build_generator(args, engines.settings)
     assert engines.generator is None
@@ -60,7 +60,7 @@ def test_without_a_generator_generate_names_the_missing_weights_and_flags(tmp_pa
 
 
 def test_no_gpu_is_explained_when_no_device_is_forced(tmp_path):
-    args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--no-toy"])
     settings = settings_from_args(args)
     if settings.device != "cpu":
         pytest.skip("this machine has a GPU")
@@ -205,7 +205,7 @@ def test_gpu_decorator_is_a_no_op_without_spaces():
 def test_the_studio_builds_with_no_weights_and_frees_sessions_on_unload(tmp_path):
     from app.studio import build_studio
 
-    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu"])
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu", "--no-toy"])
     engines = build_engines(args)
     assert engines.generator is None and engines.tracker is not None
     demo = build_studio(engines)
@@ -232,3 +232,18 @@ def test_a_layer_from_another_projects_masks(tracked, tmp_path):
     A.load_video(engines, empty, write_video(tmp_path / "third.mp4", _frames(), 8.0))
     with pytest.raises(A.StudioError, match="has no extracted masks yet"):
         A.add_layer_from_project(engines, session, empty.project.project_id)
+
+
+def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path, monkeypatch):
+    import app.engines as engines_module
+
+    class Toy:
+        mvideo_metadata = {"label": "Toy MVideo (tiny CPU-trained demo model)"}
+
+    monkeypatch.setattr(engines_module, "_toy_pipeline", lambda settings: Toy())
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
+    pipe, status = build_generator(args, settings_from_args(args))
+    assert isinstance(pipe, Toy)
+    assert status.startswith("Toy MVideo") and "--base-model" in status and "--mvideo-weights" in status
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--no-toy", "--device", "cpu"])
+    assert build_generator(args, settings_from_args(args))[0] is None
