@@ -624,7 +624,9 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         tokens = self.patch_embed(encoder_hidden_states, hidden_states)
         encoder_hidden_states, hidden_states = tokens[:, :text_seq_length], tokens[:, text_seq_length:]
         if mask_latents is not None:
-            hidden_states = hidden_states + self._patch_tokens(mask_latents.to(hidden_states.dtype), self.mask_proj)
+            mask_dtype = self.mask_proj.weight.dtype  # may be fp32 (trained) beside a bf16 base
+            mask_tokens = self._patch_tokens(mask_latents.to(mask_dtype), self.mask_proj)  # [B, N, D]
+            hidden_states = hidden_states + mask_tokens.to(hidden_states.dtype)
         encoder_hidden_states = self.embedding_dropout(encoder_hidden_states)
         hidden_states = self.embedding_dropout(hidden_states)
         cache = condition_latents
