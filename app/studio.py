@@ -253,7 +253,6 @@ def build_studio(engines: Engines) -> gr.Blocks:
         def on_frame(idx, request: gr.Request):
             return A.preview_frame(engines, sess(request), idx)
 
-        frame_slider.release(on_frame, [frame_slider], [frame_img], show_progress="hidden")
         frame_slider.input(on_frame, [frame_slider], [frame_img], show_progress="hidden", trigger_mode="always_last")
 
         def _objects_out(session):
@@ -302,7 +301,10 @@ def build_studio(engines: Engines) -> gr.Blocks:
             )
 
         prop_event = propagate_btn.click(
-            gpu_function()(on_propagate), [frame_slider], [overlay, frame_img, objects, mask_status]
+            gpu_function()(on_propagate),
+            [frame_slider],
+            [overlay, frame_img, objects, mask_status],
+            concurrency_id="gpu",  # one GPU worker shared by propagation and generation
         )
 
         def on_stop(request: gr.Request):
@@ -529,7 +531,6 @@ def wire_edit_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
         return A.edit_preview_frame(engines, sess(request), idx)
 
     ui["frame"].input(on_frame, [ui["frame"]], [ui["preview"]], show_progress="hidden", trigger_mode="always_last")
-    ui["frame"].release(on_frame, [ui["frame"]], [ui["preview"]], show_progress="hidden")
 
     @_user_errors
     def on_video(request: gr.Request):
