@@ -222,3 +222,19 @@ def test_from_cogvideox_rejects_other_models_and_cogvideox_15():
         MVideoTransformer3DModel.from_cogvideox(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="1.5"):
         MVideoTransformer3DModel(num_attention_heads=2, attention_head_dim=16, num_layers=1, patch_size_t=2)
+
+
+@torch.no_grad()
+def test_bf16_base_with_fp32_mvideo_modules_runs():
+    model = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("5b")).to(torch.bfloat16)
+    model.mask_proj.float()
+    model.condition_embed.float()
+    x, text, t = _inputs(batch=1)
+    out = model(
+        x.bfloat16(),
+        text.bfloat16(),
+        t,
+        mask_latents=torch.randn(1, F_LAT, C, H_LAT, W_LAT),
+        condition_latents=_conditions(batch=1),
+    ).sample
+    assert out.dtype == torch.bfloat16 and out.shape == (1, F_LAT, C, H_LAT, W_LAT) and out.isfinite().all()
