@@ -25,8 +25,8 @@ from app.sessions import Session
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi", ".m4v")
+MAX_CANDIDATES = 10  # boxes offered after a text query, best scores first
 MASK_FORMATS = {"PNG zip": "zip", "NumPy npz": "npz", "label video mp4": "mp4", "COCO RLE json": "json"}
-ProgressFn = Callable[[float, str], None]
 
 
 class StudioError(ValueError):
@@ -223,6 +223,7 @@ def detect(engines: Engines, session: Session, text: str, frame_idx: int) -> tup
     if engines.grounder is None:
         raise StudioError(f"text detection is unavailable ({engines.grounder_status}); click on the object instead")
     dets = engines.grounder.detect(session.frames[idx], phrases)
+    best = np.argsort(-dets.scores, kind="stable")[:MAX_CANDIDATES]
     session.candidates = [
         {
             "box": [float(v) for v in dets.boxes[i]],
@@ -230,7 +231,7 @@ def detect(engines: Engines, session: Session, text: str, frame_idx: int) -> tup
             "label": dets.labels[i],
             "frame": idx,
         }
-        for i in range(len(dets))
+        for i in best
     ]
     if not session.candidates:
         raise StudioError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class Engines:
     grounder_status: str = "no text detector"
     generator: Any = None  # mvideo_core pipeline (or None); see adapters.generate
     generation_status: str = "no generator"
-    generation_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def gpu_function(duration: int | None = None) -> Callable[[Callable], Callable]:

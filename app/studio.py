@@ -159,9 +159,13 @@ def build_studio(engines: Engines) -> gr.Blocks:
                         )
                     with gr.Column(scale=2):
                         with gr.Row():
-                            text_query = gr.Textbox(label="What to track", placeholder="person . dog", scale=3)
+                            text_query = gr.Textbox(
+                                label="What to track", placeholder="person . dog", scale=3, elem_id="track-text"
+                            )
                             detect_btn = gr.Button("Detect", scale=1, elem_id="detect")
-                        candidates = gr.CheckboxGroup([], label="Candidate boxes: pick which to keep")
+                        candidates = gr.CheckboxGroup(
+                            [], label="Candidate boxes: pick which to keep", elem_id="candidates"
+                        )
                         keep_btn = gr.Button("Keep picked boxes")
                         with gr.Row():
                             click_kind = gr.Radio(["+ include", "− exclude"], value="+ include", label="Click adds")

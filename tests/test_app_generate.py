@@ -247,3 +247,18 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
     assert status.startswith("Toy MVideo") and "--base-model" in status and "--mvideo-weights" in status
     args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--no-toy", "--device", "cpu"])
     assert build_generator(args, settings_from_args(args))[0] is None
+
+
+def test_detect_offers_at_most_ten_candidates_best_first(tracked):
+    engines, session = tracked
+
+    class Many:
+        def detect(self, frame, phrases):
+            scores = np.linspace(0.1, 0.9, 30)
+            boxes = np.tile([10.0, 10.0, 40.0, 40.0], (30, 1))
+            return Detections(boxes, scores, [f"thing{i}" for i in range(30)])
+
+    engines.grounder = Many()
+    _, choices = A.detect(engines, session, "thing", 0)
+    assert len(choices) == A.MAX_CANDIDATES
+    assert choices[0] == "1: thing29 (0.90)" and choices[-1].startswith("10: thing20")

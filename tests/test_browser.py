@@ -170,8 +170,13 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     assert "33 frames at 8 fps" in _text(page, "#video-info")
     _shot(page, "1-video")
 
-    # 2. Masks: click on the ball in frame 0, then propagate.
+    # 2. Masks: text detection offers candidate boxes (random ones with the tiny detector, so none is kept); then
+    # a click on the ball in frame 0 makes the object, and Propagate tracks it.
     page.get_by_role("tab", name="2 · Masks").click()
+    page.locator("#track-text textarea").fill("ball")
+    page.locator("#detect").click()
+    _wait_text(page, "#candidates", "1: ball (")
+    _shot(page, "2-detect")
     image = page.locator("#mask-frame img")
     image.wait_for()
     box = image.bounding_box()
@@ -179,11 +184,11 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     h, w = truth.size
     page.mouse.click(box["x"] + xs.mean() * box["width"] / w, box["y"] + ys.mean() * box["height"] / h)
     _wait_text(page, "#objects", "object 1", timeout=60_000)
-    _shot(page, "2-click")
+    _shot(page, "3-click")
     page.locator("#propagate").click()
     _wait_text(page, "#mask-status", "Propagated 1 object(s) over 33 frames")
     page.locator("#overlay-video video").wait_for(timeout=WAIT_MS)
-    _shot(page, "3-propagated")
+    _shot(page, "4-propagated")
 
     # The other user saw none of it, and bad uploads give clear errors without breaking the session.
     assert "Used:" not in _text(other, "#video-info")
@@ -219,7 +224,7 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     page.locator("#apply-terrain").click()
     _wait_text(page, "#edit-status", "terrain uphill")
     page.locator("#edit-preview img").wait_for()
-    _shot(page, "4-edit")
+    _shot(page, "5-edit")
 
     # 4. Generate 8 s: two clips arrive one after the other, then the final video and generation.json.
     page.get_by_role("tab", name="4 · Generate").click()
@@ -235,7 +240,7 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
         if "Clip 1 of 2 finished" in status and "clip1" not in seen:
             seen["clip1"] = now
             gallery_when_first = page.locator("#gen-gallery img, #gen-gallery video").count()
-            _shot(page, "5-first-clip")
+            _shot(page, "6-first-clip")
         if "clip1" in seen and "clip2" not in seen and "done" not in seen:
             buffered_before_second.append(page.evaluate(BUFFERED_JS))
         if "Clip 2 of 2 finished" in status and "clip2" not in seen:
@@ -254,7 +259,7 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     assert any(3.9 <= b <= 4.3 for b in buffered_before_second), buffered_before_second
     page.wait_for_function(f"{BUFFERED_JS} >= 8.2", timeout=60_000)
     assert page.evaluate("document.querySelector('#gen-stream video').currentTime") > 0
-    _shot(page, "6-generated")
+    _shot(page, "7-generated")
     link = page.locator('#gen-files a[download="final.mp4"]')
     with page.expect_download() as download:
         link.click()
@@ -286,6 +291,6 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     _wait_text(page, "#video-info", "Used:")
     page.get_by_role("tab", name="2 · Masks").click()
     _wait_text(page, "#objects", "object 1", timeout=60_000)
-    _shot(page, "7-reopened-masks")
+    _shot(page, "8-reopened-masks")
     user_a.close()
     user_b.close()
