@@ -172,6 +172,10 @@ def build_studio(engines: Engines) -> gr.Blocks:
                             click_obj = gr.Dropdown(
                                 [("new object", "new")], value="new", label="Object", elem_id="click-object"
                             )
+                        with gr.Row():  # the keyboard way to place a point (x, y in frame pixels)
+                            point_x = gr.Number(label="Point x (px)", value=0, minimum=0, precision=1)
+                            point_y = gr.Number(label="Point y (px)", value=0, minimum=0, precision=1)
+                            point_btn = gr.Button("Add point", elem_id="add-point")
                         objects = gr.Dataframe(
                             headers=["id", "name", "colour", "frames tracked"],
                             datatype=["number", "str", "str", "number"],
@@ -271,6 +275,17 @@ def build_studio(engines: Engines) -> gr.Blocks:
             return img, _objects_out(session), gr.Dropdown(A.object_choices(session), value=str(obj_id))
 
         frame_img.select(on_click, [frame_slider, click_kind, click_obj], [frame_img, objects, click_obj])
+
+        @_user_errors
+        def on_point(idx, kind, obj, x, y, request: gr.Request):
+            session = sess(request)
+            obj_id = None if obj in (None, "", "new") else int(obj)
+            img, obj_id = A.click(engines, session, idx, x or 0, y or 0, kind.startswith("+"), obj_id)
+            return img, _objects_out(session), gr.Dropdown(A.object_choices(session), value=str(obj_id))
+
+        point_btn.click(
+            on_point, [frame_slider, click_kind, click_obj, point_x, point_y], [frame_img, objects, click_obj]
+        )
 
         @_user_errors
         def on_detect(text, idx, request: gr.Request):
