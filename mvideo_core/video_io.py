@@ -75,7 +75,7 @@ class Video:
 
     def __post_init__(self) -> None:
         self.frames = check_frames(self.frames)
-        self.fps = _check_fps(self.fps)
+        self.fps = check_fps(self.fps)
 
     @property
     def num_frames(self) -> int:
@@ -107,7 +107,8 @@ def check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
     return frames
 
 
-def _check_fps(fps: float, what: str = "fps") -> float:
+def check_fps(fps: float, what: str = "fps") -> float:
+    """Validate a frame rate: a finite positive number."""
     try:
         fps = float(fps)
     except (TypeError, ValueError) as err:
@@ -192,7 +193,7 @@ def _max_side_size(src: tuple[int, int], max_side: int | None) -> tuple[int, int
 
 def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
     """Source index shown at each output time k / dst_fps (sample-and-hold), covering the source duration."""
-    src_fps, dst_fps = _check_fps(src_fps, "src_fps"), _check_fps(dst_fps, "dst_fps")
+    src_fps, dst_fps = check_fps(src_fps, "src_fps"), check_fps(dst_fps, "dst_fps")
     count = max(1, math.ceil(num_frames * dst_fps / src_fps - 1e-6)) if num_frames else 0
     idx = np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64)
     return np.minimum(idx, num_frames - 1)
@@ -207,7 +208,7 @@ def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarr
 
 def trim(frames: np.ndarray, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Frames `[T, ...]` whose timestamp i / fps lies in [start, end) seconds."""
-    fps = _check_fps(fps)
+    fps = check_fps(fps)
     if start < 0 or (end is not None and end <= start):
         raise VideoError(f"trim needs 0 <= start < end, got start={start}, end={end}")
     first = math.ceil(start * fps - 1e-6)
@@ -374,7 +375,7 @@ class FrameIterator(Iterator[np.ndarray]):
         max_side: int | None = None,
     ) -> None:
         self.path = str(path)
-        self.fps = None if fps is None else _check_fps(fps)
+        self.fps = None if fps is None else check_fps(fps)
         self.size = _check_size(size)
         self.fit = _check_fit(fit)
         if start is None or start < 0 or (end is not None and end <= start):
@@ -594,7 +595,7 @@ def read_video(
 
 
 def _rate(fps: float) -> Fraction:
-    return Fraction(_check_fps(fps)).limit_denominator(1001)
+    return Fraction(check_fps(fps)).limit_denominator(1001)
 
 
 def _pad_even(frames: np.ndarray) -> np.ndarray:

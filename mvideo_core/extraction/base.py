@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from mvideo_core import video_io
 from mvideo_core.masks import MaskSet
 
 # (done, total, description): called after every processed frame.
@@ -179,21 +180,13 @@ class TrackerSession:
 
 
 def check_frames(frames: Any, fps: float) -> tuple[np.ndarray, float]:
-    """Validate a video for tracking: uint8 [T, H, W, 3] with T >= 1 and a positive fps."""
-    if not isinstance(frames, np.ndarray):
-        raise ExtractionError(f"frames must be a numpy array uint8 [T, H, W, 3], got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ExtractionError(f"frames must have shape [T, H, W, 3] (RGB), got {tuple(frames.shape)}")
-    if frames.dtype != np.uint8:
-        raise ExtractionError(f"frames must be uint8 0..255, got {frames.dtype}; convert with (x * 255).astype(uint8)")
-    if frames.shape[0] == 0 or frames.shape[1] < 2 or frames.shape[2] < 2:
-        raise ExtractionError(f"the video is empty: frames have shape {tuple(frames.shape)}")
+    """Validate a video for tracking: uint8 [T, H, W, 3] with T >= 1, at least 2x2 pixels, and a positive fps."""
     try:
-        fps = float(fps)
-    except (TypeError, ValueError) as err:
-        raise ExtractionError(f"fps must be a number, got {fps!r}") from err
-    if not np.isfinite(fps) or fps <= 0:
-        raise ExtractionError(f"fps must be positive, got {fps}")
+        frames, fps = video_io.check_frames(frames), video_io.check_fps(fps)
+    except video_io.VideoError as err:
+        raise ExtractionError(str(err)) from None
+    if frames.shape[1] < 2 or frames.shape[2] < 2:
+        raise ExtractionError(f"the video is too small to track: frames have shape {tuple(frames.shape)}")
     return frames, fps
 
 
