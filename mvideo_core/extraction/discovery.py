@@ -114,5 +114,5 @@ def find_checkpoint(
     where = f"the models folder {models_dir} and " if models_dir else ""
     raise WeightsNotFound(
         f"no {what} found (looked for {', '.join(candidates)} in {where}the Hugging Face cache). Download one, "
-        f"e.g. `huggingface-cli download {candidates[0]}`, then pass {flag} PATH_OR_ID or --models-dir DIR"
+        f"e.g. `hf download {candidates[0]}`, then pass {flag} PATH_OR_ID or --models-dir DIR"
     )
