@@ -31,12 +31,13 @@ class ToyConfig:
     time_embed_dim: int = 64
 
     # -- stage 1: VAE on short snippets (it is causal and convolutional) ---------------------------------------------
-    vae_steps: int = 1200
+    vae_steps: int = 3500
     vae_batch: int = 4
     vae_snippet_frames: int = 9
     vae_crop: tuple[int, int] = (32, 48)
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
+    vae_subject_weight: float = 8.0  # loss weight of subject pixels (small, but their colour is what captions name)
 
     # -- data ------------------------------------------------------------------------------------------------------
     base_clips: int = 400
@@ -44,13 +45,13 @@ class ToyConfig:
     mask_long_fraction: float = 1.0  # mask-to-video clips of 65 frames: their last 4 s carry long-video conditions
 
     # -- stage 2: base text-to-video (full training of the tiny transformer) ------------------------------------------
-    base_steps: int = 2400
-    base_batch: int = 6
+    base_steps: int = 4000
+    base_batch: int = 8
     base_lr: float = 1e-3
     text_dropout: float = 0.1  # empty prompt with this probability: classifier-free guidance works
 
     # -- stage 3: MVideo (the project's trainer: LoRA + mask input + consistency loss) -----------------------------------
-    mvideo_steps: int = 800
+    mvideo_steps: int = 1500
     mvideo_batch: int = 8
     mvideo_lr: float = 1e-3
     lora_rank: int = 32

@@ -87,16 +87,29 @@ def _write_pair(folder: Path, name: str, frames: np.ndarray, maskset) -> tuple[P
     return video, masks
 
 
-def eval_mask_miou(work: Path, config: ToyConfig, alpha: float | None, out: Path, split: str = "heldout") -> dict:
+def eval_mask_miou(
+    work: Path, config: ToyConfig, alpha: float | None, out: Path, split: str = "heldout", through_vae: bool = False
+) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
-    alpha None scores the world's own video (ground truth) through the same tracker: the ceiling of the metric.
+    alpha None scores the world's own video (ground truth) through the same tracker: the ceiling of the metric;
+    with `through_vae` the ground truth is first encoded and decoded by the toy VAE (the ceiling of any model that
+    decodes through it).
     """
     pipe = None if alpha is None else load_pipeline(work, alpha)
+    vae = None
+    if through_vae:
+        from diffusers import AutoencoderKLCogVideoX
+
+        vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()
     pairs = []
     for i in range(config.eval_clips):
         clip = make_clip(split, i, CLIP_FRAMES)
-        if pipe is None:
+        if vae is not None:
+            from mvideo_core.toy.stages import reconstruct
+
+            frames = reconstruct(vae, clip.frames)
+        elif pipe is None:
             frames = clip.frames
         else:
             frames = generate(pipe, clip.caption, clip.masks.union(), config, seed=1000 + i)
@@ -188,6 +201,7 @@ def stage_evaluate(work: Path, config: ToyConfig, progress: bool = True) -> dict
     jobs = {
         "miou_ceiling": lambda: eval_mask_miou(work, config, None, folder / "miou_ceiling"),
         "miou_ceiling_motion": lambda: eval_mask_miou(work, config, None, folder / "motion_ceiling", "motion"),
+        "miou_vae_ceiling": lambda: eval_mask_miou(work, config, None, folder / "vae_ceiling", through_vae=True),
         "miou_a1": lambda: eval_mask_miou(work, config, 1.0, folder / "miou_a1"),
         "miou_a0": lambda: eval_mask_miou(work, config, 0.0, folder / "miou_a0"),
         "miou_motion_a1": lambda: eval_mask_miou(work, config, 1.0, folder / "motion_a1", "motion"),

@@ -15,6 +15,7 @@ from mvideo_core.toy.stages import StageError, base_model_dir, is_done, mvideo_r
 
 ASSETS_TOY = Path(__file__).resolve().parents[2] / "assets" / "toy"
 FIGURE_NAME = "toy-model-frames.png"
+VAE_FIGURE_NAME = "toy-model-vae.png"
 
 
 def ship(work: Path, dest: Path | None = None) -> Path:
@@ -70,6 +71,28 @@ def write_figure(work: Path, path: Path, rows: int = 4) -> Path:
     return path
 
 
+def write_vae_figure(work: Path, path: Path, rows: int = 3) -> Path:
+    """Held-out world clips beside their toy-VAE reconstructions at t = 0, 2, 4 s, as a PNG."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from mvideo_core.toy.stages import reconstruct
+    from mvideo_core.toy.world import make_clip
+
+    vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()
+    strips = []
+    for i in range(rows):
+        clip = make_clip("heldout", i)
+        rec = reconstruct(vae, clip.frames)
+        tiles = []
+        for t in (0, 16, 32):
+            tiles += [clip.frames[t], rec[t], np.full((clip.frames.shape[1], 4, 3), 255, np.uint8)]
+        strips += [np.concatenate(tiles, axis=1), np.full((4, len(tiles) // 3 * (2 * 96 + 4), 3), 255, np.uint8)]
+    img = cv2.resize(np.concatenate(strips[:-1], axis=0), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img[..., ::-1])
+    return path
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -86,6 +109,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
     a1, a0 = read_done(work / "mvideo_a1"), read_done(work / "mvideo_a0")
     ev = read_done(work / "eval")
     write_figure(work, docs / FIGURE_NAME)
+    write_vae_figure(work, docs / VAE_FIGURE_NAME)
     results = {"config": config.to_dict(), "vae": vae, "data": data, "base": base, "a1": a1, "a0": a0, "eval": ev}
     (docs / "toy-model-results.json").write_text(json.dumps(results, indent=1, default=str))
     long = ev["long_a1"]
@@ -152,9 +176,13 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "| measure | value | target | verdict |",
         "|---|---|---|---|",
         f"| VAE PSNR on held-out clips (dB) | {_fmt(vae['psnr_heldout_db'], 2)} | - | - |",
+        f"| VAE PSNR on the subject pixels only (dB) | {_fmt(vae.get('psnr_subject_db'), 2)} | - | - |",
+        f"| VAE keeps the subject colour (held-out clips) | {_fmt(vae.get('subject_color_kept'), 2)} | - | - |",
         f"| mask mIoU (eq. 3), held-out shapes + motions, MVideo alpha=1 | {_fmt(m1)} | >= 0.80 | {verdict(m1 >= 0.8)} |",
         f"| same, MVideo alpha=0 | {_fmt(m0)} | - | - |",
         f"| same metric on the world's own video (ceiling of the tracker) | {_fmt(ceiling)} | - | - |",
+        f"| same on the world's video encoded + decoded by the toy VAE (ceiling of the VAE) | "
+        f"{_fmt(ev['miou_vae_ceiling']['miou'])} | - | - |",
         f"| mask mIoU, trained shapes + held-out motions, alpha=1 | {_fmt(ev['miou_motion_a1']['miou'])} | - | - |",
         f"| same, alpha=0 | {_fmt(ev['miou_motion_a0']['miou'])} | - | - |",
         f"| same metric on the world's own video (ceiling) | {_fmt(ceiling_motion)} | - | - |",
@@ -175,6 +203,11 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"![generated held-out clips (t = 0, 1, 2, 3, 4 s) beside their conditioning masks]({FIGURE_NAME})",
         "",
         "Each row: a held-out mask sequence (shape and motion never trained on); generated frame, then its mask.",
+        "",
+        f"![held-out world clips (t = 0, 2, 4 s) beside their toy-VAE reconstructions]({VAE_FIGURE_NAME})",
+        "",
+        "The toy VAE (world frame, then its reconstruction): colours and coarse shapes survive, thin details (the "
+        "ring's hole, textures, background speckle) do not.",
         "",
         "NOTES_PLACEHOLDER",
         "",

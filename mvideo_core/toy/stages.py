@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.world import FPS, make_clip
+from mvideo_core.toy.world import FPS, make_clip, subject_color
 from mvideo_core.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -108,24 +108,33 @@ def _lr_at(step: int, total: int, lr: float, warmup: int = 20) -> float:
 # -- stage 1: VAE ------------------------------------------------------------------------------------------------------
 
 
-def _vae_batch(config: ToyConfig, step: int) -> torch.Tensor:
-    """[B, 3, T, h, w] in [-1, 1]: random snippets and crops of base-split clips; one in four is a mask video."""
+def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(videos [B, 3, T, h, w] in [-1, 1], loss weights [B, 1, T, h, w]): snippets of base-split clips cropped around
+    the subject (a random crop would mostly hold background); subject pixels weigh `vae_subject_weight` (their
+    colour is what the captions name). One sample in four is a mask video (the VAE encodes the mask condition)."""
     from mvideo_core.training.precompute import frames_to_tensor, masks_to_tensor
 
     rng = np.random.default_rng(config.seed * 7919 + step)
     t, (ch, cw) = config.vae_snippet_frames, config.vae_crop
-    out = []
+    videos, weights = [], []
     for _ in range(config.vae_batch):
         clip = make_clip("base", int(rng.integers(0, 10_000)), num_frames=config.num_frames)
         s = int(rng.integers(0, config.num_frames - t + 1))
-        y = int(rng.integers(0, (config.height - ch) // 8 + 1)) * 8
-        x = int(rng.integers(0, (config.width - cw) // 8 + 1)) * 8
+        union = clip.masks.union()[s : s + t]  # [T, H, W]
+        ys, xs = np.nonzero(union[t // 2])
+        cy, cx = (ys.mean(), xs.mean()) if len(ys) else (config.height / 2, config.width / 2)
+        cy, cx = cy + rng.uniform(-ch / 3, ch / 3), cx + rng.uniform(-cw / 3, cw / 3)
+        y = int(np.clip(round((cy - ch / 2) / 8), 0, (config.height - ch) // 8)) * 8
+        x = int(np.clip(round((cx - cw / 2) / 8), 0, (config.width - cw) // 8)) * 8
+        crop = union[:, y : y + ch, x : x + cw]
         if rng.random() < 0.25:
-            video = masks_to_tensor(clip.masks.union()[s : s + t, y : y + ch, x : x + cw])
+            videos.append(masks_to_tensor(crop))
+            weights.append(torch.ones(1, 1, *crop.shape))
         else:
-            video = frames_to_tensor(clip.frames[s : s + t, y : y + ch, x : x + cw])
-        out.append(video)
-    return torch.cat(out)
+            videos.append(frames_to_tensor(clip.frames[s : s + t, y : y + ch, x : x + cw]))
+            w = 1.0 + (config.vae_subject_weight - 1.0) * torch.from_numpy(crop).float()
+            weights.append(w[None, None])
+    return torch.cat(videos), torch.cat(weights)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,10 +190,11 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, config.vae_steps, config.vae_lr)
         torch.manual_seed(config.seed * 7919 + step)
-        x = _vae_batch(config, step)
+        x, weight = _vae_batch(config, step)  # [B, 3, T, h, w], [B, 1, T, h, w]
         posterior = vae.encode(x).latent_dist
         rec = vae.decode(posterior.sample()).sample
-        loss = torch.nn.functional.mse_loss(rec, x) + 0.5 * (rec - x).abs().mean()
+        err = rec - x
+        loss = (weight * (err**2 + 0.5 * err.abs())).mean() / weight.mean()
         loss = loss + config.vae_kl_weight * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -201,12 +211,17 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
     scale = latent_scaling_factor(vae, config, clips=max(1, min(8, config.eval_clips)))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(folder / "model", safe_serialization=True)
-    scores = []
+    scores, subject_scores, colors_kept = [], [], []
     for i in range(config.eval_clips):
         clip = make_clip("heldout", i, config.num_frames)
-        scores.append(psnr(reconstruct(vae, clip.frames), clip.frames))
+        rec, union = reconstruct(vae, clip.frames), clip.masks.union()
+        scores.append(psnr(rec, clip.frames))
+        subject_scores.append(psnr(rec[union], clip.frames[union]))
+        colors_kept.append(subject_color(rec, union) == clip.scene.subjects[0].color)
     figures = {
         "psnr_heldout_db": float(np.mean(scores)),
+        "psnr_subject_db": float(np.mean(subject_scores)),
+        "subject_color_kept": float(np.mean(colors_kept)),
         "psnr_clips": scores,
         "scaling_factor": scale,
         "steps": config.vae_steps,
