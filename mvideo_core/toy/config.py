@@ -51,7 +51,7 @@ class ToyConfig:
     text_dropout: float = 0.1  # empty prompt with this probability: classifier-free guidance works
 
     # -- stage 3: MVideo (the project's trainer: LoRA + mask input + consistency loss) -----------------------------------
-    mvideo_steps: int = 1500
+    mvideo_steps: int = 2500
     mvideo_batch: int = 8
     mvideo_lr: float = 1e-3
     lora_rank: int = 32

@@ -26,7 +26,8 @@ from mvideo_core.toy.world import CLIP_FRAMES, FPS, make_clip, render_scene, sam
 logger = logging.getLogger(__name__)
 
 LONG_SECONDS = 16
-LONG_INDEX_OFFSET = 100  # long-video mask sequences: held-out scenes 100.. (disjoint from the 4 s ones)
+LONG_INDEX_OFFSET = 100
+SEEN_OFFSET = 10_000  # mask-split scenes from here on were never rendered for training (it used 0 .. mask_clips-1)  # long-video mask sequences: held-out scenes 100.. (disjoint from the 4 s ones)
 
 
 def load_pipeline(work: Path, alpha: float | None):
@@ -88,7 +89,13 @@ def _write_pair(folder: Path, name: str, frames: np.ndarray, maskset) -> tuple[P
 
 
 def eval_mask_miou(
-    work: Path, config: ToyConfig, alpha: float | None, out: Path, split: str = "heldout", through_vae: bool = False
+    work: Path,
+    config: ToyConfig,
+    alpha: float | None,
+    out: Path,
+    split: str = "heldout",
+    through_vae: bool = False,
+    offset: int = 0,
 ) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
@@ -103,7 +110,7 @@ def eval_mask_miou(
 
         vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()
     pairs = []
-    for i in range(config.eval_clips):
+    for i in range(offset, offset + config.eval_clips):
         clip = make_clip(split, i, CLIP_FRAMES)
         if vae is not None:
             from mvideo_core.toy.stages import reconstruct
@@ -113,9 +120,26 @@ def eval_mask_miou(
             frames = clip.frames
         else:
             frames = generate(pipe, clip.caption, clip.masks.union(), config, seed=1000 + i)
-        pairs.append(_write_pair(out, f"{split}_{i:03d}", frames, clip.masks))
+        pairs.append(_write_pair(out, f"{split}_{i:05d}", frames, clip.masks))
     report = run_evaluate_cli(pairs, out / "scores.json")
     return {"miou": report["miou"], "clips": [c["miou"] for c in report["clips"]], "failed": report["failed"]}
+
+
+def eval_direct_iou(folder: Path) -> dict:
+    """Tracker-free mask alignment of the (video, masks) pairs in `folder`: IoU per frame of the conditioning mask
+    union with `subject_region` of the video, averaged over frames (where the subject is, not its exact outline)."""
+    from mvideo_core.masks import load_masks
+    from mvideo_core.metrics import mask_iou
+    from mvideo_core.toy.world import subject_region
+    from mvideo_core.video_io import read_video
+
+    values = []
+    for video in sorted(folder.glob("*.mp4")):
+        frames = read_video(video).frames
+        masks = load_masks(video.with_suffix(".npz")).union()[: len(frames)]
+        region = subject_region(frames[: len(masks)])
+        values += [mask_iou(m, r) for m, r in zip(masks, region) if m.any()]
+    return {"iou": float(np.mean(values)) if values else None, "frames": len(values)}
 
 
 def eval_text_following(work: Path, config: ToyConfig, alpha: float | None, out: Path) -> dict:
@@ -206,6 +230,20 @@ def stage_evaluate(work: Path, config: ToyConfig, progress: bool = True) -> dict
         "miou_a0": lambda: eval_mask_miou(work, config, 0.0, folder / "miou_a0"),
         "miou_motion_a1": lambda: eval_mask_miou(work, config, 1.0, folder / "motion_a1", "motion"),
         "miou_motion_a0": lambda: eval_mask_miou(work, config, 0.0, folder / "motion_a0", "motion"),
+        "direct_ceiling": lambda: eval_direct_iou(folder / "miou_ceiling"),
+        "direct_vae_ceiling": lambda: eval_direct_iou(folder / "vae_ceiling"),
+        "direct_a1": lambda: eval_direct_iou(folder / "miou_a1"),
+        "direct_a0": lambda: eval_direct_iou(folder / "miou_a0"),
+        "direct_motion_a1": lambda: eval_direct_iou(folder / "motion_a1"),
+        "direct_motion_a0": lambda: eval_direct_iou(folder / "motion_a0"),
+        # in-distribution: new scenes of the mask-to-video data's own kind (trained shapes, motions, colours)
+        "miou_seen_a1": lambda: eval_mask_miou(work, config, 1.0, folder / "seen_a1", "mask", offset=SEEN_OFFSET),
+        "miou_seen_a0": lambda: eval_mask_miou(work, config, 0.0, folder / "seen_a0", "mask", offset=SEEN_OFFSET),
+        "miou_seen_ceiling": lambda: eval_mask_miou(
+            work, config, None, folder / "seen_ceiling", "mask", offset=SEEN_OFFSET
+        ),
+        "direct_seen_a1": lambda: eval_direct_iou(folder / "seen_a1"),
+        "direct_seen_a0": lambda: eval_direct_iou(folder / "seen_a0"),
         "text_base": lambda: eval_text_following(work, config, None, folder / "text_base"),
         "text_a1": lambda: eval_text_following(work, config, 1.0, folder / "text_a1"),
         "text_a0": lambda: eval_text_following(work, config, 0.0, folder / "text_a0"),

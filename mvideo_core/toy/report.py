@@ -55,15 +55,16 @@ def write_figure(work: Path, path: Path, rows: int = 4) -> Path:
     from mvideo_core.masks import load_masks
     from mvideo_core.video_io import read_video
 
-    folder = work / "eval" / "miou_a1"
+    videos = sorted((work / "eval" / "miou_a1").glob("heldout_*.mp4"))[: rows // 2]
+    videos += sorted((work / "eval" / "seen_a1").glob("mask_*.mp4"))[: rows - len(videos)]
     strips = []
-    for video in sorted(folder.glob("heldout_*.mp4"))[:rows]:
+    for video in videos:
         frames = read_video(video).frames
         masks = load_masks(video.with_suffix(".npz")).union()
         strips.append(_strip(frames, masks, [0, 8, 16, 24, 32]))
         strips.append(np.full((4, strips[-1].shape[1], 3), 255, np.uint8))
     if not strips:
-        raise StageError(f"no generated clips in {folder}: run the evaluate stage first")
+        raise StageError(f"no generated clips in {work / 'eval'}: run the evaluate stage first")
     img = np.concatenate(strips[:-1], axis=0)
     img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +187,17 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| mask mIoU, trained shapes + held-out motions, alpha=1 | {_fmt(ev['miou_motion_a1']['miou'])} | - | - |",
         f"| same, alpha=0 | {_fmt(ev['miou_motion_a0']['miou'])} | - | - |",
         f"| same metric on the world's own video (ceiling) | {_fmt(ceiling_motion)} | - | - |",
+        f"| mask mIoU, new scenes of the trained kind (shapes, motions, RGB colours), alpha=1 / alpha=0 | "
+        f"{_fmt(ev['miou_seen_a1']['miou'])} / {_fmt(ev['miou_seen_a0']['miou'])} | - | - |",
+        f"| same metric on the world's own video (ceiling) | {_fmt(ev['miou_seen_ceiling']['miou'])} | - | - |",
+        f"| tracker-free IoU, new scenes of the trained kind, alpha=1 / alpha=0 | "
+        f"{_fmt(ev['direct_seen_a1']['iou'])} / {_fmt(ev['direct_seen_a0']['iou'])} | - | - |",
+        f"| tracker-free IoU (subject pixels vs mask), held-out, alpha=1 / alpha=0 | "
+        f"{_fmt(ev['direct_a1']['iou'])} / {_fmt(ev['direct_a0']['iou'])} | - | - |",
+        f"| same, trained shapes + held-out motions, alpha=1 / alpha=0 | "
+        f"{_fmt(ev['direct_motion_a1']['iou'])} / {_fmt(ev['direct_motion_a0']['iou'])} | - | - |",
+        f"| same on the world's video / through the toy VAE (ceilings) | "
+        f"{_fmt(ev['direct_ceiling']['iou'])} / {_fmt(ev['direct_vae_ceiling']['iou'])} | - | - |",
         f"| text following on colours absent from the mask data, base | {_fmt(tb, 2)} | - | - |",
         f"| same, MVideo alpha=1 (with L_c) | {_fmt(t1, 2)} | near base | {verdict(t1 >= tb - 0.1)} |",
         f"| same, MVideo alpha=0 (without L_c) | {_fmt(t0, 2)} | below alpha=1 | {verdict(t0 < t1)} |",
@@ -202,7 +214,8 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "",
         f"![generated held-out clips (t = 0, 1, 2, 3, 4 s) beside their conditioning masks]({FIGURE_NAME})",
         "",
-        "Each row: a held-out mask sequence (shape and motion never trained on); generated frame, then its mask.",
+        "Each row: generated frame (MVideo, alpha = 1), then its conditioning mask. Top rows: held-out mask "
+        "sequences (shape and motion never trained on); bottom rows: new scenes of the trained kind.",
         "",
         f"![held-out world clips (t = 0, 2, 4 s) beside their toy-VAE reconstructions]({VAE_FIGURE_NAME})",
         "",

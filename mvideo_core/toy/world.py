@@ -351,6 +351,14 @@ def nearest_color(rgb: np.ndarray) -> str:
     return names[int(np.argmin(dist))]
 
 
+def subject_region(frames: np.ndarray, threshold: float = 60.0) -> np.ndarray:
+    """bool [T, H, W]: pixels far (> threshold in RGB) from their frame's median colour (the background dominates),
+    a tracker-free reading of where a generated video put its subject."""
+    f = np.asarray(frames).astype(np.float32)
+    median = np.median(f.reshape(f.shape[0], -1, 3), axis=1)[:, None, None, :]  # [T, 1, 1, 3]
+    return np.sqrt(((f - median) ** 2).sum(-1)) > threshold
+
+
 def subject_color(frames: np.ndarray, masks: np.ndarray | None = None, threshold: float = 60.0) -> str | None:
     """The palette colour of a video's subject: mean colour of the mask region when masks are given, else of the
     pixels far (> threshold in RGB) from each frame's median colour (the background); None when nothing stands out."""
@@ -363,8 +371,7 @@ def subject_color(frames: np.ndarray, masks: np.ndarray | None = None, threshold
         if region.shape != frames.shape[:3]:
             raise ValueError(f"masks {region.shape} must match frames {frames.shape[:3]}")
     else:
-        median = np.median(f.reshape(f.shape[0], -1, 3), axis=1)[:, None, None, :]  # [T, 1, 1, 3]
-        region = np.sqrt(((f - median) ** 2).sum(-1)) > threshold
+        region = subject_region(frames, threshold)
     if region.sum() < 8:
         return None
     return nearest_color(f[region].mean(axis=0))

@@ -1,0 +1,52 @@
+"""The shipped toy MVideo (assets/toy) loads through the normal pipeline code and follows a held-out mask sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mvideo_core.masks import MaskSet
+from mvideo_core.toy import load_toy_pipeline, toy_weights_dir
+from mvideo_core.toy.config import ToyConfig
+from mvideo_core.toy.evaluation import generate
+from mvideo_core.toy.world import make_clip
+
+# Held-out clip 11 (a shape and a motion never trained on), seed 1011 as in the evaluation. Measured with the shipped
+# weights on the dev machine: mIoU 0.315 against its own masks, 0.057 against the same masks mirrored (see
+# docs/toy-model.md: the toy follows where the masks are, not yet their outline). The floor leaves a margin.
+CLIP_INDEX = 11
+MEASURED_MIOU = 0.315
+MIOU_FLOOR = 0.20
+
+
+@pytest.fixture(scope="module")
+def toy_pipe():
+    if not (toy_weights_dir() / "mvideo.safetensors").is_file():
+        pytest.fail("assets/toy is missing: train and ship with `python -m mvideo_core.toy run` and `... ship`")
+    torch.set_num_threads(1)
+    return load_toy_pipeline()
+
+
+def test_shipped_toy_model_follows_a_held_out_mask_sequence(toy_pipe):
+    from mvideo_core.extraction import load_tracker
+    from mvideo_core.metrics import score_clip
+
+    config = ToyConfig.load(toy_weights_dir() / "toy_config.json")
+    clip = make_clip("heldout", CLIP_INDEX)
+    frames = generate(toy_pipe, clip.caption, clip.masks.union(), config, seed=1000 + CLIP_INDEX)
+    assert frames.shape == (33, 64, 96, 3) and frames.dtype == np.uint8
+    tracker = load_tracker("classic")
+    score = score_clip(frames, clip.masks, tracker, fps=8.0)
+    assert score.frames_scored == 33
+    assert score.miou >= MIOU_FLOOR, f"mIoU {score.miou:.3f} below the floor {MIOU_FLOOR} (measured {MEASURED_MIOU})"
+    # the subject is where the masks put it: the same video scores far lower against the mirrored masks
+    mirrored = MaskSet(np.ascontiguousarray(clip.masks.masks[..., ::-1]), 8.0)
+    assert score.miou > score_clip(frames, mirrored, tracker, fps=8.0).miou + 0.1
+
+
+def test_shipped_toy_model_is_small_and_labelled(toy_pipe):
+    total = sum(p.stat().st_size for p in toy_weights_dir().rglob("*") if p.is_file())
+    assert total < 12 * 2**20
+    assert "Toy" in toy_pipe.mvideo_metadata["label"]
+    assert toy_pipe.mvideo_metadata.get("lora_rank") not in (None, "0")
