@@ -242,6 +242,9 @@ def stage_evaluate(work: Path, config: ToyConfig, progress: bool = True) -> dict
         "miou_seen_ceiling": lambda: eval_mask_miou(
             work, config, None, folder / "seen_ceiling", "mask", offset=SEEN_OFFSET
         ),
+        "miou_seen_vae_ceiling": lambda: eval_mask_miou(
+            work, config, None, folder / "seen_vae_ceiling", "mask", through_vae=True, offset=SEEN_OFFSET
+        ),
         "direct_seen_a1": lambda: eval_direct_iou(folder / "seen_a1"),
         "direct_seen_a0": lambda: eval_direct_iou(folder / "seen_a0"),
         "text_base": lambda: eval_text_following(work, config, None, folder / "text_base"),

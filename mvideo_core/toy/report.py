@@ -189,7 +189,8 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| same metric on the world's own video (ceiling) | {_fmt(ceiling_motion)} | - | - |",
         f"| mask mIoU, new scenes of the trained kind (shapes, motions, RGB colours), alpha=1 / alpha=0 | "
         f"{_fmt(ev['miou_seen_a1']['miou'])} / {_fmt(ev['miou_seen_a0']['miou'])} | - | - |",
-        f"| same metric on the world's own video (ceiling) | {_fmt(ev['miou_seen_ceiling']['miou'])} | - | - |",
+        f"| same metric on the world's own video / through the toy VAE (ceilings) | "
+        f"{_fmt(ev['miou_seen_ceiling']['miou'])} / {_fmt(ev['miou_seen_vae_ceiling']['miou'])} | - | - |",
         f"| tracker-free IoU, new scenes of the trained kind, alpha=1 / alpha=0 | "
         f"{_fmt(ev['direct_seen_a1']['iou'])} / {_fmt(ev['direct_seen_a0']['iou'])} | - | - |",
         f"| tracker-free IoU (subject pixels vs mask), held-out, alpha=1 / alpha=0 | "
