@@ -12,6 +12,7 @@ from mvideo_core.toy.world import (
     COLORS,
     SPLITS,
     _background,
+    caption_for,
     caption_words,
     make_clip,
     render_scene,
@@ -67,6 +68,12 @@ def test_captions_name_colour_shape_motion_background():
         assert caption.endswith(f"over a {scene.background}")
         assert set(caption.split()) <= set(caption_words())
     assert sample_scene("heldout", 0).caption.split()[:1] == ["a"]
+    two = next(sample_scene("base", i) for i in range(40) if len(sample_scene("base", i).subjects) == 2)
+    bare = caption_for(two, motion=False)
+    assert bare == f"a {two.subjects[0].color} {two.subjects[0].shape} and a {two.subjects[1].color} " + (
+        f"{two.subjects[1].shape} over a {two.background}"
+    )
+    assert not {"moves", "move", "uphill", "downhill", "zoom", "zooms", "left", "right"} & set(bare.split())
 
 
 def test_splits_hold_out_shapes_motions_and_colours():

@@ -42,6 +42,7 @@ class ToyConfig:
     # -- data ------------------------------------------------------------------------------------------------------
     base_clips: int = 400
     mask_clips: int = 200
+    mask_caption_motion: bool = True  # False: mask-data captions do not name the motion (ablation)
     mask_long_fraction: float = 1.0  # mask-to-video clips of 65 frames: their last 4 s carry long-video conditions
 
     # -- stage 2: base text-to-video (full training of the tiny transformer) ------------------------------------------

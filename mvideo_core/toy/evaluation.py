@@ -21,7 +21,7 @@ import torch
 
 from mvideo_core.toy.config import ToyConfig
 from mvideo_core.toy.stages import StageError, base_model_dir, is_done, mark_done, mvideo_run_name, read_done
-from mvideo_core.toy.world import CLIP_FRAMES, FPS, make_clip, render_scene, sample_scene, subject_color
+from mvideo_core.toy.world import CLIP_FRAMES, FPS, caption_for, make_clip, render_scene, sample_scene, subject_color
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def eval_mask_miou(
     split: str = "heldout",
     through_vae: bool = False,
     offset: int = 0,
+    motion_words: bool = True,
 ) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
@@ -119,7 +120,8 @@ def eval_mask_miou(
         elif pipe is None:
             frames = clip.frames
         else:
-            frames = generate(pipe, clip.caption, clip.masks.union(), config, seed=1000 + i)
+            prompt = caption_for(clip.scene, motion_words)
+            frames = generate(pipe, prompt, clip.masks.union(), config, seed=1000 + i)
         pairs.append(_write_pair(out, f"{split}_{i:05d}", frames, clip.masks))
     report = run_evaluate_cli(pairs, out / "scores.json")
     return {"miou": report["miou"], "clips": [c["miou"] for c in report["clips"]], "failed": report["failed"]}

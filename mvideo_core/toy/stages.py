@@ -261,7 +261,9 @@ def train_config(work: Path, config: ToyConfig, name: str, **values) -> TrainCon
     )
 
 
-def write_dataset(folder: Path, split: str, count: int, config: ToyConfig, long_fraction: float = 0.0) -> Path:
+def write_dataset(
+    folder: Path, split: str, count: int, config: ToyConfig, long_fraction: float = 0.0, motion_words: bool = True
+) -> Path:
     """World clips as a dataset folder in the builder's layout: clips/*.mp4, masks/*.npz, manifest.jsonl.
 
     A `long_fraction` of the clips are 65 frames long: the latent cache takes their last 33 frames as the target and
@@ -285,7 +287,7 @@ def write_dataset(folder: Path, split: str, count: int, config: ToyConfig, long_
             clip = make_clip(split, i, frames)
             save_masks(clip.masks, masks)
             write_video(video, clip.frames, FPS, crf=12)
-        caption = clip.caption if clip is not None else _caption_of(split, i)
+        caption = _caption_of(split, i, motion_words)
         records.append(
             ClipRecord(
                 clip_id=name,
@@ -307,10 +309,10 @@ def write_dataset(folder: Path, split: str, count: int, config: ToyConfig, long_
     return manifest
 
 
-def _caption_of(split: str, index: int) -> str:
-    from mvideo_core.toy.world import sample_scene
+def _caption_of(split: str, index: int, motion_words: bool = True) -> str:
+    from mvideo_core.toy.world import caption_for, sample_scene
 
-    return sample_scene(split, index).caption
+    return caption_for(sample_scene(split, index), motion_words)
 
 
 def stage_data(work: Path, config: ToyConfig, progress: bool = True) -> dict:
@@ -332,11 +334,11 @@ def stage_data(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         write_base_folder(base_dir, config, vae, toy_transformer(config))
     t0 = time.time()
     counts = {}
-    for split, count, long_fraction in (
-        ("base", config.base_clips, 0.0),
-        ("mask", config.mask_clips, config.mask_long_fraction),
+    for split, count, long_fraction, motion_words in (
+        ("base", config.base_clips, 0.0, True),
+        ("mask", config.mask_clips, config.mask_long_fraction, config.mask_caption_motion),
     ):
-        manifest = write_dataset(folder / split, split, count, config, long_fraction)
+        manifest = write_dataset(folder / split, split, count, config, long_fraction, motion_words)
         cache = precompute_cache(train_config(work, config, split), manifest, show_progress=progress)
         from mvideo_core.training.precompute import read_cache_index
 

@@ -129,9 +129,12 @@ class Clip:
 # -- sampling ---------------------------------------------------------------------------------------------------------
 
 
-def caption_for(scene: Scene) -> str:
-    """'a red star moves uphill over a sandy floor'; two subjects: 'a red star and a blue circle ... over ...'."""
+def caption_for(scene: Scene, motion: bool = True) -> str:
+    """'a red star moves uphill over a sandy floor'; two subjects: 'a red star and a blue circle ... over ...'.
+    motion=False leaves the motion out ('a red star over a sandy floor'): the path then comes from the masks only."""
     parts = [f"a {s.color} {s.shape}" for s in scene.subjects]
+    if not motion:
+        return f"{' and '.join(parts)} over a {scene.background}"
     motion = MOTIONS[scene.subjects[0].motion]
     if len(parts) == 2:
         verb = motion.replace("moves", "move").replace("zooms", "zoom").replace("zigzags", "zigzag")
