@@ -1,6 +1,6 @@
 """Train, measure and ship the toy MVideo: `python -m mvideo_core.toy run --work runs/toy` does everything.
 
-    python -m mvideo_core.toy run      --work DIR [--set key=value ...] [--scale 0.01]   # all stages in order
+    python -m mvideo_core.toy run      --work DIR [--docs docs] [--set key=value ...] [--scale 0.01]  # all stages
     python -m mvideo_core.toy vae|data|base|mvideo|mvideo-a0|evaluate|report --work DIR  # one stage
     python -m mvideo_core.toy ship     --work DIR [--to assets/toy]                       # copy the weights
 
@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=None, help="multiply steps and clip counts (smoke runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
     parser.add_argument("--to", type=Path, default=None, help="ship: destination folder (default assets/toy)")
-    parser.add_argument("--docs", type=Path, default=Path("docs"), help="report: where toy-model.md goes")
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="report: where toy-model.md goes (default WORK/report; docs/ ships it)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "report":
                 from mvideo_core.toy.report import write_report
 
-                figures = {"report": str(write_report(work, config, args.docs))}
+                docs = args.docs if args.docs is not None else work / "report"
+                figures = {"report": str(write_report(work, config, docs))}
             elif name == "ship":
                 from mvideo_core.toy.report import ship
 

@@ -112,6 +112,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
     write_figure(work, docs / FIGURE_NAME)
     write_vae_figure(work, docs / VAE_FIGURE_NAME)
     results = {"config": config.to_dict(), "vae": vae, "data": data, "base": base, "a1": a1, "a0": a0, "eval": ev}
+    docs.mkdir(parents=True, exist_ok=True)
     (docs / "toy-model-results.json").write_text(json.dumps(results, indent=1, default=str))
     long = ev["long_a1"]
     gap = abs(long["miou_16s"] - long["miou_4s"])
@@ -129,7 +130,8 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "No MVideo weights exist and real CogVideoX cannot run on our CPUs, so this is the evidence that our",
         "implementation of the method works: a tiny CogVideoX-architecture model, trained here on 2 CPU cores on a",
         "procedural world, steered by mask sequences. Everything below was produced by one command",
-        "(`python -m mvideo_core.toy run --work runs/toy`; each stage checkpoints and resumes) and measured through the",
+        "(`python -m mvideo_core.toy run --work runs/toy --docs docs`, then `... ship`; each stage checkpoints and",
+        "resumes) and measured through the",
         "project's public code: `load_mvideo_pipeline` / `MVideoPipeline`, `generate_long_video`, the trainer",
         "`MVideoTrainer` (LoRA + mask input + consistency loss), the latent cache `precompute_cache`, and",
         "`python -m mvideo_core.evaluate` (paper eq. 3, classic tracker).",
@@ -228,6 +230,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
     ]
     notes = work / "notes.md"  # hand-written discussion of the measured run, kept beside it
     text = "\n".join(lines).replace("NOTES_PLACEHOLDER", notes.read_text() if notes.is_file() else "")
+    docs.mkdir(parents=True, exist_ok=True)
     path = docs / "toy-model.md"
     path.write_text(text)
     return path
