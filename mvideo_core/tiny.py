@@ -9,6 +9,7 @@ CogVideoX checkout. Sizes: 64x96 pixels -> 8x12 latents (8x spatial, 4x temporal
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,11 @@ def tiny_text_encoder(seed: int = 0) -> T5EncoderModel:
     return T5EncoderModel(T5Config(vocab_size=vocab, **TINY_T5_CONFIG)).eval()
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """An offline word-level tokenizer with T5's special tokens (`T5Tokenizer(vocab_file)` maps all to <unk>)."""
+def word_tokenizer(words: Iterable[str], max_length: int) -> PreTrainedTokenizerFast:
+    """An offline word-level tokenizer over `words` with T5's special tokens (`T5Tokenizer(vocab_file)` in
+    transformers 5 maps every word to <unk>, so tiny and toy models use this instead)."""
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in TINY_WORDS:
+    for word in words:
         vocab.setdefault(word, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -148,9 +150,14 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<pad>",
         eos_token="</s>",
         unk_token="<unk>",
-        model_max_length=TINY_TEXT_LENGTH,
+        model_max_length=max_length,
         padding_side="right",
     )
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """The tiny models' offline tokenizer over `TINY_WORDS`."""
+    return word_tokenizer(TINY_WORDS, TINY_TEXT_LENGTH)
 
 
 def tiny_scheduler(name: str = "2b") -> CogVideoXDDIMScheduler | CogVideoXDPMScheduler:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
+from mvideo_core.tiny import word_tokenizer
 from mvideo_core.toy.config import ToyConfig
 from mvideo_core.toy.world import caption_words
 
@@ -20,20 +20,7 @@ TOY_MARKER = "TOY_MODEL.txt"
 
 def toy_tokenizer(config: ToyConfig) -> PreTrainedTokenizerFast:
     """Word-level tokenizer over the toy world's caption words, with T5's special tokens, padded to text_length."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in caption_words():
-        vocab.setdefault(word, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=config.text_length,
-        padding_side="right",
-    )
+    return word_tokenizer(caption_words(), config.text_length)
 
 
 def toy_text_encoder(config: ToyConfig) -> T5EncoderModel:
