@@ -98,3 +98,26 @@ def small_sample():
     from mvideo_core.samples import make_sample
 
     return make_sample("shapes", size=(64, 96), num_frames=9, fps=8.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models on a shared 2-core machine: more torch threads only contend (measured 20x slower with 2)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps a process-wide state (mixed precision, ...): each test starts and leaves it clean."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from mvideo_core import extract
 from mvideo_core.extraction import (
@@ -25,13 +24,7 @@ from mvideo_core.extraction.grounding import save_random_grounding_dino
 from mvideo_core.masks import load_masks
 from mvideo_core.samples import make_sample
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from mvideo_core.extraction import (
     CancelToken,
@@ -19,14 +18,8 @@ from mvideo_core.extraction import (
 )
 from mvideo_core.extraction.sam2_tracker import Sam2Tracker, save_random_sam2
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models on a shared 2-core machine: more threads only contend (measured 20x slower with 2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny models on a shared 2-core machine: more threads only contend (measured 20x slower with 2)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,7 @@ from mvideo_core.training.config import TrainConfig
 from mvideo_core.training.dataset_builder import BuildOptions, DatasetBuilder, list_videos
 from mvideo_core.training.manifest import read_manifest
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def test_videos_to_weights_to_generated_clip_to_score(tmp_path):
