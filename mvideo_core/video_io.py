@@ -666,12 +666,18 @@ def write_video(
     audio_from: str | os.PathLike | None = None,
     audio_start: float = 0.0,
     preset: str = "medium",
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Encode frames uint8 `[T, H, W, 3]` as H.264 yuv420p mp4 (odd sizes padded to even), optionally with audio.
+
+    `pix_fmt="yuv444p"` keeps full-resolution colour (no 2x2 chroma subsampling: exact edges for tiny frames and for
+    measurement files; browsers may not play it).
 
     `audio_from` copies the first audio track of another file (re-encoded to AAC, from `audio_start`, cut to the
     video's length). The file is written with `+faststart` so browsers can play it while it loads.
     """
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        raise VideoError(f"pix_fmt must be 'yuv420p' (plays everywhere) or 'yuv444p' (full colour), got {pix_fmt!r}")
     frames = _pad_even(check_frames(frames))
     rate = _rate(fps)
     if audio_from is not None and not Path(audio_from).is_file():
@@ -682,7 +688,7 @@ def write_video(
     try:
         with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
             stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
             stream.options = {"crf": str(int(crf)), "preset": preset}
             audio = _AudioCopy(container, audio_from, audio_start) if audio_from is not None else None
             for i, image in enumerate(frames):

@@ -301,6 +301,20 @@ def test_write_video_round_trip_is_h264_yuv420p_at_given_fps(tmp_path):
     assert 10 * np.log10(255**2 / mse) > 28  # PSNR, dB
 
 
+def test_write_video_yuv444p_keeps_sharp_colour_edges_that_yuv420p_blurs(tmp_path):
+    frames = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    frames[:, ::2] = (230, 30, 30)  # one-pixel red rows: 4:2:0 chroma (2x2 blocks) cannot hold them
+    sharp = read_video(write_video(tmp_path / "444.mp4", frames, 8, crf=0, pix_fmt="yuv444p")).frames
+    blurred = read_video(write_video(tmp_path / "420.mp4", frames, 8, crf=0)).frames
+    with av.open(str(tmp_path / "444.mp4")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    err_444 = np.abs(sharp.astype(int) - frames).max()
+    err_420 = np.abs(blurred.astype(int) - frames).max()
+    assert err_444 <= 6 and err_420 > 40
+    with pytest.raises(VideoError, match="pix_fmt must be"):
+        write_video(tmp_path / "bad.mp4", frames, 8, pix_fmt="rgb24")
+
+
 def test_write_video_pads_odd_sizes_to_even(tmp_path):
     frames = np.zeros((3, 241, 321, 3), dtype=np.uint8)
     frames[:, :, :160] = 200

@@ -54,6 +54,32 @@ def _grabcut(
     return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), fgd
 
 
+def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: float = 24.0) -> np.ndarray:
+    """GrabCut trimap of a box prompt: sure background outside the box, probable object inside, except the pixels
+    inside whose colour matches the background just around the box (a ring's hole, the gaps of a concave shape),
+    which start as probable background: GrabCut's first colour model then holds the object's colours only."""
+    h, w = image.shape[:2]
+    trimap = np.full((h, w), cv2.GC_BGD, np.uint8)
+    trimap[y0:y1, x0:x1] = cv2.GC_PR_FGD
+    area = (x1 - x0) * (y1 - y0)
+    if area < 16:  # too small for colour models: take the box itself
+        trimap[y0:y1, x0:x1] = cv2.GC_FGD
+        return trimap
+    m = max(2, min(x1 - x0, y1 - y0) // 4)
+    around = np.zeros((h, w), bool)
+    around[max(y0 - m, 0) : y1 + m, max(x0 - m, 0) : x1 + m] = True
+    around[y0:y1, x0:x1] = False
+    if around.sum() < 8:
+        return trimap
+    bg = image[around].astype(np.float32)
+    bg = bg[:: max(1, len(bg) // 256)]  # at most ~256 background colours
+    inside = image[y0:y1, x0:x1].astype(np.float32).reshape(-1, 1, 3)
+    near = (np.sqrt(((inside - bg[None]) ** 2).sum(-1)).min(1) < tol).reshape(y1 - y0, x1 - x0)
+    if (~near).sum() >= max(8, 0.2 * area):  # enough object-coloured pixels left to learn the object's colours
+        trimap[y0:y1, x0:x1][near] = cv2.GC_PR_BGD
+    return trimap
+
+
 class ClassicTracker(Tracker):
     """OpenCV-only tracker with the same session API as `Sam2Tracker`; several objects, both directions."""
 
@@ -186,10 +212,7 @@ class ClassicTracker(Tracker):
             x0, y0 = int(np.floor(x0)), int(np.floor(y0))
             x1, y1 = min(int(np.ceil(x1)), ww), min(int(np.ceil(y1)), wh)
             x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-            trimap = np.full((wh, ww), cv2.GC_BGD, np.uint8)
-            trimap[y0:y1, x0:x1] = cv2.GC_PR_FGD
-            if (x1 - x0) * (y1 - y0) < 16:  # too small for colour models: take the box itself
-                trimap[y0:y1, x0:x1] = cv2.GC_FGD
+            trimap = _box_trimap(small, x0, y0, x1, y1)
             obj.state.setdefault("box_frames", set()).add(frame_idx)
         elif prior is not None:
             trimap = self._band_trimap(prior)
