@@ -1,4 +1,6 @@
-"""End to end in a real browser: Playwright drives Debian's chromium against `python app.py --tiny-random`.
+"""End to end in a real browser: Playwright drives Debian's chromium against `python app.py` as a user without a GPU
+or downloaded weights gets it: the shipped toy MVideo (assets/toy) generates, the classic tracker tracks, and a tiny
+random Grounding DINO saved to a local folder (`--grounding-dino DIR`, the production loader) detects.
 
 One user goes through the whole flow (upload a sample, click an object, propagate, zoom keyframe, uphill terrain,
 generate 8 s, watch two clips arrive one after the other, download the final video) while a second user, at the same
@@ -63,11 +65,15 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py --tiny-random` on a free port, stopped after the module."""
+    """`python app.py` (no weights: the toy model) on a free port, stopped after the module."""
+    from mvideo_core.extraction.grounding import save_random_grounding_dino
+
     port = _free_port()
     projects = tmp_path_factory.mktemp("projects")
+    grounding = save_random_grounding_dino(tmp_path_factory.mktemp("grounding-dino"))
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
-    cmd = [sys.executable, "app.py", "--tiny-random", "--port", str(port), "--projects-dir", str(projects)]
+    cmd = [sys.executable, "app.py", "--port", str(port), "--projects-dir", str(projects)]
+    cmd += ["--grounding-dino", str(grounding)]
     cmd += ["--max-upload-mb", str(MAX_UPLOAD_MB)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -226,8 +232,10 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     page.locator("#edit-preview img").wait_for()
     _shot(page, "5-edit")
 
-    # 4. Generate 8 s: two clips arrive one after the other, then the final video and generation.json.
+    # 4. Generate 8 s with the shipped toy model: two clips arrive one after the other, then the final video and
+    # generation.json.
     page.get_by_role("tab", name="4 · Generate").click()
+    assert "Toy MVideo" in _text(page, "#gen-status")
     page.locator("#gen-prompt textarea").fill("a red ball rolls up a hill")
     page.locator("#generate").click()
     seen: dict[str, float] = {}
