@@ -89,6 +89,25 @@ def test_splits_hold_out_shapes_motions_and_colours():
     assert any(len(sample_scene("base", i).subjects) == 2 for i in range(40))
 
 
+def test_wander_paths_are_curved_distinct_and_stay_in_frame():
+    """'wander' (trained) is a random smooth curve per scene: the mask data holds paths no motion word predicts."""
+    scenes = [sample_scene("mask", i) for i in range(400)]
+    wander = [s for s in scenes if s.subjects[0].motion == "wander" and len(s.subjects) == 1][:6]
+    assert len(wander) >= 4
+    paths = []
+    for scene in wander:
+        masks = render_scene(scene).masks.masks[0]  # [T, H, W]
+        assert masks.any(axis=(1, 2)).all()  # the subject stays in the frame
+        ys, xs = zip(*[np.argwhere(m).mean(0) for m in masks])
+        path = np.stack([xs, ys], 1)
+        chord = path[-1] - path[0]
+        bend = np.abs(np.cross(chord, path - path[0])) / max(np.linalg.norm(chord), 1e-6)
+        assert bend.max() > 2.0  # off the straight line by more than 2 px somewhere: a curve
+        paths.append(path)
+    assert min(np.abs(a - b).mean() for i, a in enumerate(paths) for b in paths[i + 1 :]) > 2.0  # all distinct
+    assert "wanders" in caption_for(wander[0]) and "wanders" not in caption_for(wander[0], motion=False)
+
+
 def test_ring_has_a_hole_and_shapes_grow_with_radius():
     ring = shape_mask("ring", 48, 32, 10, 0, 64, 96)
     assert not ring[32, 48] and ring[32, 57]

@@ -21,8 +21,9 @@ class ToyConfig:
     condition_width: int = 48
 
     # -- model -----------------------------------------------------------------------------------------------------
-    vae_blocks: tuple[int, ...] = (8, 16, 32, 32)
-    latent_channels: int = 4
+    # 3 blocks: 4x spatial compression (latents 16x24; the subjects, ~20 px wide, span 5 latent pixels, not 2)
+    vae_blocks: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 8
     text_dim: int = 32
     text_length: int = 16
     num_layers: int = 4
@@ -42,18 +43,19 @@ class ToyConfig:
     # -- data ------------------------------------------------------------------------------------------------------
     base_clips: int = 400
     mask_clips: int = 200
-    mask_caption_motion: bool = True  # False: mask-data captions do not name the motion (ablation)
+    # mask-data captions name no motion: the path must come from the masks (True: the ablation with motion words)
+    mask_caption_motion: bool = False
     mask_long_fraction: float = 1.0  # mask-to-video clips of 65 frames: their last 4 s carry long-video conditions
 
     # -- stage 2: base text-to-video (full training of the tiny transformer) ------------------------------------------
     base_steps: int = 4000
-    base_batch: int = 8
+    base_batch: int = 4
     base_lr: float = 1e-3
     text_dropout: float = 0.1  # empty prompt with this probability: classifier-free guidance works
 
     # -- stage 3: MVideo (the project's trainer: LoRA + mask input + consistency loss) -----------------------------------
     mvideo_steps: int = 2500
-    mvideo_batch: int = 8
+    mvideo_batch: int = 4
     mvideo_lr: float = 1e-3
     lora_rank: int = 32
     condition_dropout: float = 0.3  # first-clip steps (the trainer's batches carry conditions only when all do)

@@ -83,7 +83,7 @@ def _write_pair(folder: Path, name: str, frames: np.ndarray, maskset) -> tuple[P
     from mvideo_core.video_io import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
-    video = write_video(folder / f"{name}.mp4", frames, FPS, crf=12)
+    video = write_video(folder / f"{name}.mp4", frames, FPS, crf=12, pix_fmt="yuv444p")
     masks = save_masks(maskset, folder / f"{name}.npz")
     return video, masks
 
@@ -96,7 +96,7 @@ def eval_mask_miou(
     split: str = "heldout",
     through_vae: bool = False,
     offset: int = 0,
-    motion_words: bool = True,
+    motion_words: bool | None = None,
 ) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
@@ -104,6 +104,8 @@ def eval_mask_miou(
     with `through_vae` the ground truth is first encoded and decoded by the toy VAE (the ceiling of any model that
     decodes through it).
     """
+    if motion_words is None:  # prompts worded like the mask-to-video captions the model was trained on
+        motion_words = config.mask_caption_motion
     pipe = None if alpha is None else load_pipeline(work, alpha)
     vae = None
     if through_vae:
@@ -179,7 +181,7 @@ def eval_long_video(work: Path, config: ToyConfig, alpha: float, out: Path) -> d
         final = None
         for item in generate_long_video(
             pipe,
-            clip.caption,
+            caption_for(scene, config.mask_caption_motion),
             out_dir=folder,
             seconds=LONG_SECONDS,
             masks=clip.masks,

@@ -41,11 +41,20 @@ def toy_text_encoder(config: ToyConfig) -> T5EncoderModel:
     return T5EncoderModel(t5).eval()
 
 
+def spatial_factor(config: ToyConfig) -> int:
+    """The VAE's spatial compression: 2 per down block but the last (CogVideoX's VAE: 4 blocks, 8x)."""
+    return 2 ** (len(config.vae_blocks) - 1)
+
+
 def toy_vae(config: ToyConfig) -> AutoencoderKLCogVideoX:
-    """Tiny CogVideoX VAE: 8x spatial, 4x temporal compression, `latent_channels` channels."""
+    """Tiny CogVideoX VAE: `spatial_factor` spatial (4x with 3 blocks), 4x temporal compression (the first two
+    blocks compress time, as in CogVideoX), `latent_channels` channels."""
     torch.manual_seed(config.seed + 12)
+    blocks = tuple(config.vae_blocks)
     return AutoencoderKLCogVideoX(
-        block_out_channels=tuple(config.vae_blocks),
+        down_block_types=("CogVideoXDownBlock3D",) * len(blocks),
+        up_block_types=("CogVideoXUpBlock3D",) * len(blocks),
+        block_out_channels=blocks,
         latent_channels=config.latent_channels,
         layers_per_block=1,
         norm_num_groups=4,
@@ -66,8 +75,8 @@ def toy_transformer(config: ToyConfig) -> CogVideoXTransformer3DModel:
         time_embed_dim=config.time_embed_dim,
         text_embed_dim=config.text_dim,
         num_layers=config.num_layers,
-        sample_width=config.width // 8,
-        sample_height=config.height // 8,
+        sample_width=config.width // spatial_factor(config),
+        sample_height=config.height // spatial_factor(config),
         sample_frames=config.num_frames,
         patch_size=2,
         temporal_compression_ratio=4,

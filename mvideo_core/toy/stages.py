@@ -112,10 +112,11 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
     """(videos [B, 3, T, h, w] in [-1, 1], loss weights [B, 1, T, h, w]): snippets of base-split clips cropped around
     the subject (a random crop would mostly hold background); subject pixels weigh `vae_subject_weight` (their
     colour is what the captions name). One sample in four is a mask video (the VAE encodes the mask condition)."""
+    from mvideo_core.toy.models import spatial_factor
     from mvideo_core.training.precompute import frames_to_tensor, masks_to_tensor
 
     rng = np.random.default_rng(config.seed * 7919 + step)
-    t, (ch, cw) = config.vae_snippet_frames, config.vae_crop
+    t, (ch, cw), f = config.vae_snippet_frames, config.vae_crop, spatial_factor(config)
     videos, weights = [], []
     for _ in range(config.vae_batch):
         clip = make_clip("base", int(rng.integers(0, 10_000)), num_frames=config.num_frames)
@@ -124,8 +125,8 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
         ys, xs = np.nonzero(union[t // 2])
         cy, cx = (ys.mean(), xs.mean()) if len(ys) else (config.height / 2, config.width / 2)
         cy, cx = cy + rng.uniform(-ch / 3, ch / 3), cx + rng.uniform(-cw / 3, cw / 3)
-        y = int(np.clip(round((cy - ch / 2) / 8), 0, (config.height - ch) // 8)) * 8
-        x = int(np.clip(round((cx - cw / 2) / 8), 0, (config.width - cw) // 8)) * 8
+        y = int(np.clip(round((cy - ch / 2) / f), 0, (config.height - ch) // f)) * f
+        x = int(np.clip(round((cx - cw / 2) / f), 0, (config.width - cw) // f)) * f
         crop = union[:, y : y + ch, x : x + cw]
         if rng.random() < 0.25:
             videos.append(masks_to_tensor(crop))
@@ -286,7 +287,7 @@ def write_dataset(
         if not (video.is_file() and masks.is_file()):
             clip = make_clip(split, i, frames)
             save_masks(clip.masks, masks)
-            write_video(video, clip.frames, FPS, crf=12)
+            write_video(video, clip.frames, FPS, crf=12, pix_fmt="yuv444p")
         caption = _caption_of(split, i, motion_words)
         records.append(
             ClipRecord(

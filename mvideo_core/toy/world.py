@@ -37,7 +37,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 # background name -> (base RGB, texture kind)
 BACKGROUNDS: dict[str, tuple[tuple[int, int, int], str]] = {
-    "sandy floor": ((150, 130, 95), "speckle"),
+    "sandy floor": ((150, 130, 95), "ripples"),
     "grey street": ((95, 95, 100), "stripes"),
     "dark room": ((30, 30, 40), "plain"),
     "night sky": ((15, 20, 55), "stars"),
@@ -52,6 +52,7 @@ MOTIONS: dict[str, str] = {
     "downhill": "moves downhill",
     "zoom_in": "zooms in",
     "zoom_out": "zooms out",
+    "wander": "wanders",
     "circle": "moves in a circle",
     "zigzag": "zigzags right",
 }
@@ -68,7 +69,9 @@ class Split:
 
 
 TRAIN_SHAPES = ("square", "circle", "triangle", "star", "diamond")
-TRAIN_MOTIONS = ("right", "left", "uphill", "downhill", "zoom_in", "zoom_out")
+# "wander": a random smooth curve per clip (different in every scene), so that the mask-to-video data holds paths
+# that no motion word predicts; the held-out circle and zigzag paths are still never seen in training
+TRAIN_MOTIONS = ("right", "left", "uphill", "downhill", "zoom_in", "zoom_out", "wander")
 MASK_COLORS = ("red", "green", "blue")  # the mask-to-video subset's only colours (the paper's text bias, in small)
 HELD_OUT_COLORS = tuple(c for c in COLORS if c not in MASK_COLORS)
 SPLITS: dict[str, Split] = {
@@ -93,6 +96,7 @@ class Subject:
     start: tuple[float, float]  # (x, y) in pixels at u = 0
     angle: float  # rotation in degrees
     spin: float  # degrees per second
+    wiggle: tuple[float, ...] = ()  # "wander" only: (ax, ay, fx, fy, phase_x, phase_y, drift_x, drift_y)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ def caption_for(scene: Scene, motion: bool = True) -> str:
     motion = MOTIONS[scene.subjects[0].motion]
     if len(parts) == 2:
         verb = motion.replace("moves", "move").replace("zooms", "zoom").replace("zigzags", "zigzag")
+        verb = verb.replace("wanders", "wander")
         return f"{parts[0]} and {parts[1]} {verb} over a {scene.background}"
     return f"{parts[0]} {motion} over a {scene.background}"
 
@@ -147,7 +152,7 @@ def caption_words() -> list[str]:
     words = {"a", "and", "over"}
     for text in [*COLORS, *SHAPES, *BACKGROUNDS, *MOTIONS.values()]:
         words.update(text.split())
-    for verb in ("move", "zoom", "zigzag"):
+    for verb in ("move", "zoom", "zigzag", "wander"):
         words.add(verb)
     return sorted(words)
 
@@ -165,6 +170,20 @@ def _start_for(motion: str, radius: float, rng: np.random.Generator, h: int, w: 
     return float(rng.uniform(w * 0.3, w * 0.7)), float(rng.uniform(h * 0.35, h * 0.65))
 
 
+def _wiggle(rng: np.random.Generator, w: int, h: int) -> tuple[float, ...]:
+    """Parameters of a random smooth 'wander' path: a drift plus one sinusoid per axis (0.5 to 1.5 periods)."""
+    return (
+        float(rng.uniform(0.05, 0.2) * w),
+        float(rng.uniform(0.05, 0.2) * h),
+        float(rng.uniform(0.5, 1.5)),
+        float(rng.uniform(0.5, 1.5)),
+        float(rng.uniform(0, 2 * np.pi)),
+        float(rng.uniform(0, 2 * np.pi)),
+        float(rng.uniform(-0.3, 0.3) * w),
+        float(rng.uniform(-0.2, 0.2) * h),
+    )
+
+
 def sample_scene(split: str, index: int, *, height: int = HEIGHT, width: int = WIDTH) -> Scene:
     """The `index`-th scene of a split: a pure function of (split, index)."""
     if split not in SPLITS:
@@ -179,7 +198,7 @@ def sample_scene(split: str, index: int, *, height: int = HEIGHT, width: int = W
     colors = rng.choice(spec.colors, size=n, replace=False)
     subjects = []
     for k in range(n):
-        radius = float(rng.uniform(7, 11) if n == 1 else rng.uniform(6, 9))
+        radius = float(rng.uniform(9, 13) if n == 1 else rng.uniform(7, 10))
         if motion == "zoom_in":
             radius *= 0.75
         start = _start_for(motion, radius, rng, height, width)
@@ -201,6 +220,7 @@ def sample_scene(split: str, index: int, *, height: int = HEIGHT, width: int = W
                 start=start,
                 angle=float(rng.uniform(0, 360)),
                 spin=float(rng.choice([0.0, 0.0, rng.uniform(-30, 30)])),
+                wiggle=_wiggle(rng, width, height) if motion == "wander" else (),
             )
         )
     background = str(rng.choice(list(BACKGROUNDS)))
@@ -227,6 +247,12 @@ def _path(subject: Subject, u: float, h: int, w: int) -> tuple[float, float, flo
         return x0, y0, 1.0 + 1.2 * u
     if subject.motion == "zoom_out":
         return x0, y0, 1.8 - 1.0 * u
+    if subject.motion == "wander":
+        ax, ay, fx, fy, px, py, dx, dy = subject.wiggle
+        x = x0 + dx * u + ax * (math.sin(2 * math.pi * fx * u + px) - math.sin(px))
+        y = y0 + dy * u + ay * (math.sin(2 * math.pi * fy * u + py) - math.sin(py))
+        m = subject.radius + 1
+        return min(max(x, m), w - m), min(max(y, m), h - m), 1.0
     if subject.motion == "circle":
         r = 0.22 * h
         return x0 + r * math.cos(2 * math.pi * u), y0 + r * math.sin(2 * math.pi * u), 1.0
@@ -284,15 +310,17 @@ def _background(name: str, h: int, w: int, offset: float, rng_seed: int) -> np.n
     rng = np.random.default_rng(rng_seed)
     img = np.empty((h, tile_w, 3), dtype=np.float32)
     img[:] = base
-    if kind == "speckle":
-        img += rng.normal(0, 10, size=(h, tile_w, 1))
+    if kind == "ripples":  # broad soft bands (a camera pan shows)
+        img *= (1.0 + 0.08 * np.sin(2 * np.pi * np.arange(tile_w) / 32.0))[None, :, None]
     elif kind == "stripes":
         cols = np.arange(tile_w)
-        img[:, (cols // 6) % 2 == 0] *= 1.18
+        img[:, (cols // 12) % 2 == 0] *= 1.15
         img[h - 10 :] *= 0.8
-    elif kind == "stars":
-        ys, xs = rng.integers(0, h, 30), rng.integers(0, tile_w, 30)
-        img[ys, xs] = (200, 200, 210)
+    elif kind == "stars":  # a few dim 2x2 stars
+        ys, xs = rng.integers(0, h - 1, 12), rng.integers(0, tile_w - 1, 12)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                img[ys + dy, xs + dx] = (70, 75, 110)
     else:
         img += np.linspace(0, 12, h)[:, None, None]
     shift = int(round(offset)) % tile_w
