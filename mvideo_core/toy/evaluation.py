@@ -146,14 +146,17 @@ def eval_direct_iou(folder: Path) -> dict:
     return {"iou": float(np.mean(values)) if values else None, "frames": len(values)}
 
 
-def eval_text_following(work: Path, config: ToyConfig, alpha: float | None, out: Path) -> dict:
-    """Fraction of generations whose subject has the prompt's colour (colours absent from the mask subset)."""
+def eval_text_following(
+    work: Path, config: ToyConfig, alpha: float | None, out: Path, with_masks: bool = True
+) -> dict:
+    """Fraction of generations whose subject has the prompt's colour (colours absent from the mask subset).
+    with_masks=False prompts MVideo with text only, as the paper's Table 4 (VBench without any mask condition)."""
     pipe = load_pipeline(work, alpha)
     out.mkdir(parents=True, exist_ok=True)
     hits, seen = 0, []
     for i in range(config.text_clips):
         clip = make_clip("text", i, CLIP_FRAMES)
-        masks = None if alpha is None else clip.masks.union()
+        masks = None if alpha is None or not with_masks else clip.masks.union()
         frames = generate(pipe, clip.caption, masks, config, seed=2000 + i)
         want = clip.scene.subjects[0].color
         got = subject_color(frames)
@@ -254,6 +257,8 @@ def stage_evaluate(work: Path, config: ToyConfig, progress: bool = True) -> dict
         "text_base": lambda: eval_text_following(work, config, None, folder / "text_base"),
         "text_a1": lambda: eval_text_following(work, config, 1.0, folder / "text_a1"),
         "text_a0": lambda: eval_text_following(work, config, 0.0, folder / "text_a0"),
+        "text_a1_nomask": lambda: eval_text_following(work, config, 1.0, folder / "text_a1_nomask", False),
+        "text_a0_nomask": lambda: eval_text_following(work, config, 0.0, folder / "text_a0_nomask", False),
         "long_a1": lambda: eval_long_video(work, config, 1.0, folder / "long_a1"),
     }
     for name, job in jobs.items():
