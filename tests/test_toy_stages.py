@@ -21,6 +21,9 @@ TINY = dict(
     vae_snippet_frames=9,
     vae_crop=(16, 16),
     eval_clips=1,
+    text_clips=1,
+    long_clips=1,
+    inference_steps=2,
     base_clips=2,
     mask_clips=2,
     base_steps=4,
@@ -119,6 +122,23 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     masks[:, 20:40, 30:50] = True
     out = pipe("a red star moves right over a dark room", masks=masks, num_inference_steps=2, output_type="np")
     assert out.frames.shape == (1, 33, 64, 96, 3)
+
+    # evaluate and report run on the same work folder and write every figure the docs quote
+    from mvideo_core.toy.evaluation import stage_evaluate
+    from mvideo_core.toy.report import write_report
+
+    stages.stage_mvideo(work, config, alpha=0.0, progress=False)
+    ev = stage_evaluate(work, config, progress=False)
+    for key in ("miou_ceiling", "miou_a1", "miou_a0", "miou_vae_ceiling", "miou_seen_a1"):
+        assert 0.0 <= ev[key]["miou"] <= 1.0, key
+    assert ev["miou_ceiling"]["miou"] > 0.9  # the world's own video scores near 1 through the same tracker
+    for key in ("text_base", "text_a1", "text_a0", "text_a1_nomask", "text_a0_nomask"):
+        assert 0.0 <= ev[key]["accuracy"] <= 1.0 and ev[key]["n"] == 1, key
+    assert 0.0 <= ev["long_a1"]["miou_16s"] <= 1.0
+    report = write_report(work, config, tmp_path / "docs")
+    text = report.read_text()
+    assert "text only (the paper's Table 4 protocol: no mask)" in text and "| mask mIoU (eq. 3)" in text
+    assert (tmp_path / "docs" / "toy-model-frames.png").stat().st_size > 1000
 
 
 def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
