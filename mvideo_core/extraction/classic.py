@@ -55,9 +55,10 @@ def _grabcut(
 
 
 def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: float = 24.0) -> np.ndarray:
-    """GrabCut trimap of a box prompt: sure background outside the box, probable object inside, except the pixels
-    inside whose colour matches the background just around the box (a ring's hole, the gaps of a concave shape),
-    enclosed by the object, which start as probable background: GrabCut's first colour model then holds the object's colours only."""
+    """GrabCut trimap of a box prompt: sure background outside the box, probable object inside, except regions the
+    object encloses (a ring's hole) whose colour matches the background just around the box: they start as probable
+    background, so GrabCut's first colour model holds the object's colours only. Background-coloured regions that
+    touch the box edge are left to GrabCut as before."""
     h, w = image.shape[:2]
     trimap = np.full((h, w), cv2.GC_BGD, np.uint8)
     trimap[y0:y1, x0:x1] = cv2.GC_PR_FGD
@@ -75,11 +76,11 @@ def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: floa
     bg = bg[:: max(1, len(bg) // 256)]  # at most ~256 background colours
     inside = image[y0:y1, x0:x1].astype(np.float32).reshape(-1, 1, 3)
     near = (np.sqrt(((inside - bg[None]) ** 2).sum(-1)).min(1) < tol).reshape(y1 - y0, x1 - x0)
-    # only enclosed background-coloured regions (holes): those touching the box edge are left to GrabCut as before
-    count, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     near &= ~np.isin(labels, edge)
-    if near.any() and (~near).sum() >= max(8, 0.2 * area):  # enough object-coloured pixels left to learn the object's colours
+    # enough object-coloured pixels must be left to learn the object's colours
+    if near.any() and (~near).sum() >= max(8, 0.2 * area):
         trimap[y0:y1, x0:x1][near] = cv2.GC_PR_BGD
     return trimap
 
