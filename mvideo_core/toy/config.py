@@ -21,9 +21,10 @@ class ToyConfig:
     condition_width: int = 48
 
     # -- model -----------------------------------------------------------------------------------------------------
-    # 3 blocks: 4x spatial compression (latents 16x24; the subjects, ~20 px wide, span 5 latent pixels, not 2)
-    vae_blocks: tuple[int, ...] = (16, 32, 64)
-    latent_channels: int = 8
+    # 3 blocks: 4x spatial compression (latents 16x24; the subjects, ~20 px wide, span 5 latent pixels, not 2).
+    # v3: wider blocks and 16 latent channels (as CogVideoX): v2's (16, 32, 64) x 8 blurred outlines (VAE ceiling 0.24)
+    vae_blocks: tuple[int, ...] = (32, 64, 96)
+    latent_channels: int = 16
     text_dim: int = 32
     text_length: int = 16
     num_layers: int = 4
@@ -32,7 +33,7 @@ class ToyConfig:
     time_embed_dim: int = 64
 
     # -- stage 1: VAE on short snippets (it is causal and convolutional) ---------------------------------------------
-    vae_steps: int = 3500
+    vae_steps: int = 4000
     vae_batch: int = 4
     vae_snippet_frames: int = 9
     vae_crop: tuple[int, int] = (32, 48)
