@@ -167,7 +167,8 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| 1 vae | AutoencoderKLCogVideoX {tuple(config.vae_blocks)}, {config.latent_channels} latent channels, "
         f"{config.vae_snippet_frames}-frame {config.vae_crop[0]}x{config.vae_crop[1]} snippets, batch "
         f"{config.vae_batch} | {vae['steps']} | {_fmt(cost['vae'], 0)} |",
-        f"| 2 data | world clips -> mp4 + masks + manifest -> `precompute_cache` | {data['samples']} | "
+        f"| 2 data | world clips -> mp4 + masks + manifest -> `precompute_cache` | "
+        f"{' + '.join(f'{n} {split}' for split, n in data['samples'].items())} clips | "
         f"{_fmt(data.get('seconds_this_run'), 0)} |",
         f"| 3 base | CogVideoX transformer, {config.num_layers} layers, {config.num_heads}x{config.head_dim} heads, "
         f"full training, L_d, 10 % empty prompts | {base['steps']} x batch {config.base_batch} | "
