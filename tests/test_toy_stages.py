@@ -155,6 +155,37 @@ def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
         toy_main(["vae", "--work", str(work), "--set", "oops"])
 
 
+def test_vae_loss_charges_a_moving_error_not_a_steady_one():
+    x = torch.zeros(1, 3, 4, 2, 2)
+    weight = torch.ones(1, 1, 4, 2, 2)
+    steady = torch.full_like(x, 0.1)  # the same error in every frame: a colour a bit off
+    flicker = 0.1 * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(1, 1, 4, 1, 1).expand_as(x)  # an error that moves
+    base = 0.1**2 + 0.5 * 0.1  # MSE + L1/2
+    torch.testing.assert_close(stages.vae_loss(x, x, weight, 2.0), torch.tensor(0.0))
+    torch.testing.assert_close(stages.vae_loss(steady, x, weight, 0.0), torch.tensor(base))
+    torch.testing.assert_close(stages.vae_loss(steady, x, weight, 2.0), torch.tensor(base))
+    torch.testing.assert_close(stages.vae_loss(flicker, x, weight, 0.0), torch.tensor(base))
+    torch.testing.assert_close(stages.vae_loss(flicker, x, weight, 2.0), torch.tensor(base + 2.0 * 0.2**2))
+    # subject pixels weigh more in the temporal term too: a flicker on them costs more than on background
+    heavy = weight.clone()
+    heavy[..., 0, 0] = 8.0
+    on_subject = torch.zeros_like(x)
+    on_subject[..., 0, 0] = flicker[..., 0, 0]
+    on_background = torch.zeros_like(x)
+    on_background[..., 1, 1] = flicker[..., 1, 1]
+    assert stages.vae_loss(on_subject, x, heavy, 2.0) > stages.vae_loss(on_background, x, heavy, 2.0)
+
+
+def test_device_flag_errors_are_clear(tmp_path, capsys):
+    work, _ = prepare_work(tmp_path / "w", ToyConfig(**TINY))
+    assert toy_main(["base", "--work", str(work), "--device", "cuda", "--no-progress"]) == 2
+    assert "--device only applies to the vae stage" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert toy_main(["vae", "--work", str(work), "--device", "cuda", "--no-progress"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+        assert not list((work / "vae").glob("checkpoint-*.pt"))  # nothing trained, nothing half-written
+
+
 def test_missing_toy_weights_say_how_to_make_them(tmp_path):
     from mvideo_core.toy import load_toy_pipeline
     from mvideo_core.weights import WeightsError

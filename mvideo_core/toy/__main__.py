@@ -2,6 +2,7 @@
 
     python -m mvideo_core.toy run      --work DIR [--docs docs] [--set key=value ...] [--scale 0.01]  # all stages
     python -m mvideo_core.toy vae|data|base|mvideo|mvideo-a0|evaluate|report --work DIR  # one stage
+    python -m mvideo_core.toy vae --work DIR --device cuda                                  # VAE on a GPU
     python -m mvideo_core.toy ship     --work DIR [--to assets/toy]                       # copy the weights
 
 Every stage checkpoints; run the same command again after a stop and it goes on from the last checkpoint.
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--docs", type=Path, default=None, help="report: where toy-model.md goes (default WORK/report; docs/ ships it)"
     )
+    parser.add_argument(
+        "--device", default=None, help="where the vae stage trains, e.g. cuda (default CPU; later stages run on CPU)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
+        if args.device is not None and args.stage not in ("run", "vae"):
+            raise StageError(f"--device only applies to the vae stage (and run), not to {args.stage}; leave it out")
         overrides = _parse_set(args.set)
         config = None
         if args.scale is not None and not (args.work / "toy_config.json").is_file():
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 from mvideo_core.toy.report import ship
 
                 figures = {"shipped": str(ship(work, args.to))}
+            elif name == "vae":
+                figures = STAGES[name](work, config, progress=progress, device=args.device)
             else:
                 figures = STAGES[name](work, config, progress=progress)
             short = {k: v for k, v in figures.items() if not isinstance(v, (list, dict))}

@@ -40,6 +40,9 @@ class ToyConfig:
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
     vae_subject_weight: float = 8.0  # loss weight of subject pixels (small, but their colour is what captions name)
+    # weight of the loss on the frame-to-frame change of the reconstruction error: the VAE otherwise averages a moving
+    # subject over the 4 frames of a latent frame (v3's temporal smear; 0 = v3's loss)
+    vae_temporal_weight: float = 0.0
 
     # -- data ------------------------------------------------------------------------------------------------------
     base_clips: int = 400

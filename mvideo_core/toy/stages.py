@@ -90,6 +90,17 @@ def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Pat
     return path
 
 
+def _to_cpu(value):
+    """A (nested) state dict with every tensor on CPU: checkpoints load anywhere."""
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
 def _latest_checkpoint(folder: Path) -> dict | None:
     files = sorted(folder.glob("checkpoint-*.pt"))
     if not files:
@@ -138,6 +149,32 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.cat(videos), torch.cat(weights)
 
 
+def vae_loss(rec: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, temporal_weight: float = 0.0) -> torch.Tensor:
+    """Weighted MSE + L1/2 of the reconstruction [B, C, T, h, w]; with `temporal_weight`, also the weighted MSE of the
+    error's change from frame to frame (d = e[t+1] - e[t]): an error that stays put (a colour a bit off) costs nothing
+    there, one that moves with the subject (its average over a latent frame's 4 frames: a smear) costs double."""
+    err = rec - x
+    loss = (weight * (err**2 + 0.5 * err.abs())).mean() / weight.mean()
+    if temporal_weight and err.shape[2] > 1:
+        change = err[:, :, 1:] - err[:, :, :-1]
+        w = torch.maximum(weight[:, :, 1:], weight[:, :, :-1])
+        loss = loss + temporal_weight * (w * change**2).mean() / w.mean()
+    return loss
+
+
+class _VaeBatches(torch.utils.data.Dataset):
+    """Step -> `_vae_batch(config, step)`, so that loader workers can draw the next batches while the GPU trains."""
+
+    def __init__(self, config: ToyConfig, start: int):
+        self.config, self.start = config, start
+
+    def __len__(self) -> int:
+        return self.config.vae_steps - self.start
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _vae_batch(self.config, self.start + index)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 arrays."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -167,13 +204,19 @@ def latent_scaling_factor(vae, config: ToyConfig, clips: int = 8) -> float:
     return float(1.0 / torch.cat(values).std())
 
 
-def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
-    """Train the tiny VAE (MSE + L1 + tiny KL) on snippets; held-out PSNR; save to work/vae/model."""
+def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str | None = None) -> dict:
+    """Train the tiny VAE (MSE + L1 + temporal + tiny KL) on snippets; held-out PSNR; save to work/vae/model.
+
+    `device` (default CPU) trains elsewhere, e.g. "cuda" with two loader workers drawing batches; the held-out
+    figures are always computed on CPU, and checkpoints hold CPU tensors (a run can resume on either)."""
     folder = work / "vae"
     if is_done(folder):
         return read_done(folder)
     from mvideo_core.toy.models import toy_vae
 
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StageError("--device cuda: this machine's torch sees no CUDA GPU; leave --device out to train on CPU")
     vae = toy_vae(config)
     opt = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
     start = 0
@@ -183,19 +226,26 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
         logger.info("vae: resumed at step %d", start)
-    vae.train()
+    vae.to(device).train()
+    for value in opt.state.values():  # a resumed optimizer's moments follow the model
+        for key, tensor in value.items():
+            if torch.is_tensor(tensor) and key != "step":
+                value[key] = tensor.to(device)
+    workers = 2 if device.type != "cpu" else 0
+    batches = torch.utils.data.DataLoader(
+        _VaeBatches(config, start), batch_size=None, num_workers=workers, prefetch_factor=8 if workers else None
+    )
     history = []
     bar = tqdm(total=config.vae_steps, initial=start, desc="vae", disable=not progress)
     t0 = time.time()
-    for step in range(start, config.vae_steps):
+    for step, (x, weight) in zip(range(start, config.vae_steps), batches, strict=True):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, config.vae_steps, config.vae_lr)
         torch.manual_seed(config.seed * 7919 + step)
-        x, weight = _vae_batch(config, step)  # [B, 3, T, h, w], [B, 1, T, h, w]
+        x, weight = x.to(device), weight.to(device)  # [B, 3, T, h, w], [B, 1, T, h, w]
         posterior = vae.encode(x).latent_dist
         rec = vae.decode(posterior.sample()).sample
-        err = rec - x
-        loss = (weight * (err**2 + 0.5 * err.abs())).mean() / weight.mean()
+        loss = vae_loss(rec, x, weight, config.vae_temporal_weight)
         loss = loss + config.vae_kl_weight * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -205,10 +255,10 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.vae_steps:
-            _save_checkpoint(folder, step + 1, {"model": vae.state_dict(), "optimizer": opt.state_dict()})
+            _save_checkpoint(folder, step + 1, _to_cpu({"model": vae.state_dict(), "optimizer": opt.state_dict()}))
             _append_log(folder, {"step": step + 1, "loss": float(np.mean(history[-20:]))})
     bar.close()
-    vae.eval()
+    vae.to("cpu").eval()
     scale = latent_scaling_factor(vae, config, clips=max(1, min(8, config.eval_clips)))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(folder / "model", safe_serialization=True)
