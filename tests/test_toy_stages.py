@@ -3,6 +3,7 @@ the chain data -> base -> mvideo -> ship ends in a pipeline loaded through the n
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -135,8 +136,11 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     for key in ("text_base", "text_a1", "text_a0", "text_a1_nomask", "text_a0_nomask"):
         assert 0.0 <= ev[key]["accuracy"] <= 1.0 and ev[key]["n"] == 1, key
     assert 0.0 <= ev["long_a1"]["miou_16s"] <= 1.0
+    done = json.loads((work / "vae" / "DONE.json").read_text())
+    (work / "vae" / "DONE.json").write_text(json.dumps({**done, "trained_on": "NVIDIA H200 (--device cuda)"}))
     report = write_report(work, config, tmp_path / "docs")
     text = report.read_text()
+    assert "(on NVIDIA H200 (--device cuda)) |" in text  # a stage trained elsewhere says where
     assert "text only (the paper's Table 4 protocol: no mask)" in text and "| mask mIoU (eq. 3)" in text
     assert (tmp_path / "docs" / "toy-model-frames.png").stat().st_size > 1000
 

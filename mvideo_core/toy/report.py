@@ -166,7 +166,9 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "|---|---|---|---|",
         f"| 1 vae | AutoencoderKLCogVideoX {tuple(config.vae_blocks)}, {config.latent_channels} latent channels, "
         f"{config.vae_snippet_frames}-frame {config.vae_crop[0]}x{config.vae_crop[1]} snippets, batch "
-        f"{config.vae_batch} | {vae['steps']} | {_fmt(cost['vae'], 0)} |",
+        f"{config.vae_batch} | {vae['steps']} | {_fmt(cost['vae'], 0)}"
+        + (f" (on {vae['trained_on']})" if vae.get("trained_on") else "")
+        + " |",
         f"| 2 data | world clips -> mp4 + masks + manifest -> `precompute_cache` | "
         f"{' + '.join(f'{n} {split}' for split, n in data['samples'].items())} clips | "
         f"{_fmt(data.get('seconds_this_run'), 0)} |",

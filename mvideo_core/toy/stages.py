@@ -278,6 +278,8 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
         "steps": config.vae_steps,
         "seconds_this_run": time.time() - t0,
     }
+    if device.type == "cuda":
+        figures["trained_on"] = f"{torch.cuda.get_device_name(device)} (--device {device})"
     return mark_done(folder, figures)
 
 
