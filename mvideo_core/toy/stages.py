@@ -90,17 +90,6 @@ def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Pat
     return path
 
 
-def _to_cpu(value):
-    """A (nested) state dict with every tensor on CPU: checkpoints load anywhere."""
-    if torch.is_tensor(value):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
-
-
 def _latest_checkpoint(folder: Path) -> dict | None:
     files = sorted(folder.glob("checkpoint-*.pt"))
     if not files:
@@ -212,25 +201,23 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
     folder = work / "vae"
     if is_done(folder):
         return read_done(folder)
+    from accelerate.utils import send_to_device
+
     from mvideo_core.toy.models import toy_vae
 
     device = torch.device(device or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StageError("--device cuda: this machine's torch sees no CUDA GPU; leave --device out to train on CPU")
-    vae = toy_vae(config)
+    vae = toy_vae(config).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
     start = 0
     state = _latest_checkpoint(folder)
     if state is not None:
         vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
         start = int(state["step"])
         logger.info("vae: resumed at step %d", start)
-    vae.to(device).train()
-    for value in opt.state.values():  # a resumed optimizer's moments follow the model
-        for key, tensor in value.items():
-            if torch.is_tensor(tensor) and key != "step":
-                value[key] = tensor.to(device)
+    vae.train()
     workers = 2 if device.type != "cpu" else 0
     batches = torch.utils.data.DataLoader(
         _VaeBatches(config, start), batch_size=None, num_workers=workers, prefetch_factor=8 if workers else None
@@ -255,7 +242,8 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.vae_steps:
-            _save_checkpoint(folder, step + 1, _to_cpu({"model": vae.state_dict(), "optimizer": opt.state_dict()}))
+            checkpoint = {"model": vae.state_dict(), "optimizer": opt.state_dict()}
+            _save_checkpoint(folder, step + 1, send_to_device(checkpoint, "cpu"))
             _append_log(folder, {"step": step + 1, "loss": float(np.mean(history[-20:]))})
     bar.close()
     vae.to("cpu").eval()
