@@ -116,7 +116,7 @@ def test_config_file_with_overrides(tmp_path):
 
 def test_example_config_parses():
     cfg = TrainConfig.from_file(Path(__file__).parents[1] / "configs" / "train_example.yaml")
-    assert cfg.consistency_weight == 1.0
+    assert (cfg.consistency_weight, cfg.consistency_inputs) == (1.0, "masked")
 
 
 @pytest.mark.parametrize(
@@ -129,6 +129,7 @@ def test_example_config_parses():
         ("mixed_precision: fp8\n", "'no', 'fp16' or 'bf16'"),
         ("- a\n- b\n", "mapping"),
         ("gradient_checkpointing: 1\n", "true or false"),
+        ("consistency_inputs: both\n", "'masked' or 'unmasked', got 'both'"),
     ],
 )
 def test_bad_config_values_are_named(tmp_path, text, message):
@@ -191,6 +192,65 @@ def test_teacher_is_the_base_model_and_consistency_loss_is_zero_at_step_zero(tmp
     terms = trainer.compute_loss(batch, step_generator(0, 0, 0, 0))  # with mask and both conditions
     assert terms.consistency.item() == 0.0
     assert terms.diffusion.item() > 0
+
+
+def _perturbed_trainer(tmp_path, base_model, cache, **overrides):
+    """A trainer whose LoRA and mask weights are random (not their zero init), so student != teacher."""
+    trainer = MVideoTrainer(make_config(tmp_path, base_model, cache, **overrides)).setup()
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, p in trainer.unwrapped.named_parameters():
+            if name in set(trainer.trainable_names):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    trainer.model.eval()
+    return trainer
+
+
+@pytest.mark.parametrize("inputs", ["masked", "unmasked"])
+def test_consistency_loss_compares_the_chosen_student_pass_with_the_teacher(tmp_path, base_model, cache, inputs):
+    trainer = _perturbed_trainer(tmp_path, base_model, cache, consistency_inputs=inputs)
+    batch = _batch(trainer)
+    terms = trainer.compute_loss(batch, step_generator(0, 0, 0, 0))
+    # replay the step's randomness (timesteps, noise) to rebuild both passes by hand
+    g = step_generator(0, 0, 0, 0)
+    t = torch.randint(0, trainer.scheduler.config.num_train_timesteps, (2,), generator=g)
+    noisy = trainer.scheduler.add_noise(batch["latents"], torch.randn(batch["latents"].shape, generator=g), t)
+    from mvideo_core.transformer import ConditionLatents
+
+    conditions = ConditionLatents(appearance=batch["appearance"], motion=batch["motion"])
+    with torch.no_grad():
+        masked = trainer._forward(noisy, batch["prompt_embeds"], t, batch["mask_latents"], conditions)
+        text_only = trainer._forward(noisy, batch["prompt_embeds"], t, None, None)
+        teacher = _teacher_prediction(trainer, batch, noisy, t)
+    want = {"masked": masked, "unmasked": text_only}[inputs]
+    other = {"masked": text_only, "unmasked": masked}[inputs]
+    assert terms.consistency.item() == pytest.approx(((want - teacher) ** 2).mean().item(), rel=1e-4)
+    assert terms.consistency.item() != pytest.approx(((other - teacher) ** 2).mean().item(), rel=1e-2)
+    # L_d always trains the masked prediction
+    assert terms.diffusion.item() > 0 and terms.total.item() == pytest.approx(
+        terms.diffusion.item() + terms.consistency.item(), rel=1e-5
+    )
+
+
+def _mask_proj_grad(trainer, batch):
+    trainer.model.zero_grad()
+    trainer.accelerator.backward(trainer.compute_loss(batch, step_generator(0, 0, 0, 0)).total)
+    return trainer.unwrapped.mask_proj.weight.grad.clone()
+
+
+def test_unmasked_consistency_leaves_the_mask_input_to_the_diffusion_loss(tmp_path, base_model, cache):
+    """With consistency_inputs=unmasked the mask projection gets exactly L_d's gradient (L_c never sees the mask);
+    with the paper's literal masked L_c the teacher pulls on it too."""
+    grads = {}
+    for name, overrides in {
+        "d_only": dict(consistency_weight=0.0),
+        "unmasked": dict(consistency_inputs="unmasked"),
+        "masked": dict(consistency_inputs="masked"),
+    }.items():
+        trainer = _perturbed_trainer(tmp_path / name, base_model, cache, **overrides)
+        grads[name] = _mask_proj_grad(trainer, _batch(trainer))
+    torch.testing.assert_close(grads["unmasked"], grads["d_only"], rtol=1e-4, atol=1e-7)
+    assert not torch.allclose(grads["masked"], grads["d_only"], rtol=1e-3, atol=1e-6)
 
 
 def test_thirty_steps_lower_the_loss_and_the_teacher_stays_the_base(tmp_path, base_model, cache):

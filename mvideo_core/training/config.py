@@ -47,6 +47,11 @@ class TrainConfig:
 
     # -- loss (paper eq. 2) -----------------------------------------------------------------------------------
     consistency_weight: float = 1.0  # alpha in L = L_d + alpha * L_c; 0 switches the teacher off
+    # what the student sees in L_c. "masked" (the paper's Fig. 3 as written): L_c compares the prediction WITH the
+    # mask and conditions, the one L_d trains, with the teacher's. "unmasked": a second student pass without mask
+    # and conditions is compared with the teacher - L_c then holds exactly what Table 4 measures (text only) and
+    # no longer pulls the masked prediction towards a teacher that cannot see the mask (one more forward/backward).
+    consistency_inputs: str = "masked"
     condition_dropout: float = 0.1  # probability to drop both condition streams (trains the first clip)
 
     # -- optimisation -----------------------------------------------------------------------------------------
@@ -116,6 +121,10 @@ class TrainConfig:
             raise ConfigError(f"`learning_rate` must be positive, got {self.learning_rate}")
         if self.consistency_weight < 0:
             raise ConfigError(f"`consistency_weight` (alpha) must be >= 0, got {self.consistency_weight}")
+        if self.consistency_inputs not in ("masked", "unmasked"):
+            raise ConfigError(
+                f"`consistency_inputs` must be 'masked' or 'unmasked', got {self.consistency_inputs!r}"
+            )
         if not 0.0 <= self.condition_dropout <= 1.0:
             raise ConfigError(f"`condition_dropout` must lie in [0, 1], got {self.condition_dropout}")
         if self.optimizer not in ("adam", "adamw"):

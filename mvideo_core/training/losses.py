@@ -81,13 +81,19 @@ def mvideo_loss(
     scheduler,
     teacher_output: torch.Tensor | None = None,
     alpha: float = 1.0,
+    consistency_output: torch.Tensor | None = None,
 ) -> LossTerms:
-    """Eq. 2. Without a teacher output (alpha = 0, or the teacher is switched off) L_c is reported as 0."""
+    """Eq. 2. Without a teacher output (alpha = 0, or the teacher is switched off) L_c is reported as 0.
+
+    `consistency_output`: the student prediction that L_c compares with the teacher, when it is not `model_output`
+    (the trainer's `consistency_inputs="unmasked"`: a second student pass without mask and conditions).
+    """
     l_d = diffusion_loss(model_output, noisy_latents, latents, timesteps, scheduler)
     if teacher_output is None or alpha == 0:
         l_c = torch.zeros((), device=l_d.device)
         total = l_d
     else:
-        l_c = consistency_loss(model_output, teacher_output)
+        student = model_output if consistency_output is None else consistency_output
+        l_c = consistency_loss(student, teacher_output)
         total = l_d + alpha * l_c
     return LossTerms(total=total, diffusion=l_d.detach(), consistency=l_c.detach())

@@ -303,11 +303,15 @@ class MVideoTrainer:
         noisy = self.scheduler.add_noise(latents, noise, timesteps)  # [B, F, C, H, W]
         with self.accelerator.autocast():
             pred = self._forward(noisy, prompt_embeds, timesteps, mask_latents, conditions)
-            teacher = None
+            teacher, student_free = None, None
             if cfg.consistency_weight > 0:
                 with torch.no_grad(), self.unwrapped.teacher_mode():
                     teacher = self._forward(noisy, prompt_embeds, timesteps, None, None)
-        return mvideo_loss(pred, noisy, latents, timesteps, self.scheduler, teacher, cfg.consistency_weight)
+                if cfg.consistency_inputs == "unmasked":  # the student as Table 4 runs it: text only
+                    student_free = self._forward(noisy, prompt_embeds, timesteps, None, None)
+        return mvideo_loss(
+            pred, noisy, latents, timesteps, self.scheduler, teacher, cfg.consistency_weight, student_free
+        )
 
     # -- 4. the loop ----------------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -401,6 +405,7 @@ class MVideoTrainer:
         extra = {
             "steps": self.state.global_step,
             "consistency_weight": cfg.consistency_weight,
+            "consistency_inputs": cfg.consistency_inputs,
             "trainer": "mvideo_core",
         }
         return save_mvideo_weights(model, path, base_model=cfg.base_model, extra_metadata=extra)
