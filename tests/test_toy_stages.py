@@ -116,6 +116,8 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
 
     figures = stages.stage_mvideo(work, config, alpha=1.0, progress=False)
     assert figures["alpha"] == 1.0 and figures["final_loss_consistency"] >= 0
+    run_config = json.loads((work / "mvideo_a1" / "train_config.json").read_text())
+    assert run_config["consistency_inputs"] == config.consistency_inputs  # the toy's L_c variant reaches the trainer
     dest = ship(work, tmp_path / "assets")
     pipe = load_toy_pipeline(dest)
     assert "Toy" in pipe.mvideo_metadata["label"]
@@ -142,6 +144,7 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     text = report.read_text()
     assert "(on NVIDIA H200 (--device cuda)) |" in text  # a stage trained elsewhere says where
     assert "text only (the paper's Table 4 protocol: no mask)" in text and "| mask mIoU (eq. 3)" in text
+    assert "| same by held-out shape: alpha=1 / alpha=0 / VAE ceiling / tracker ceiling | " in text
     assert (tmp_path / "docs" / "toy-model-frames.png").stat().st_size > 1000
 
 
@@ -196,3 +199,11 @@ def test_missing_toy_weights_say_how_to_make_them(tmp_path):
 
     with pytest.raises(WeightsError, match="python -m mvideo_core.toy run"):
         load_toy_pipeline(tmp_path)
+
+
+def test_miou_by_shape_groups_each_clip_with_its_scene():
+    from mvideo_core.toy.report import miou_by_shape
+
+    groups = miou_by_shape([0.0, 1.0, 2.0, 3.0])  # held-out scenes 0 and 3 are crosses, 1 and 2 rings
+    assert groups == {"cross": [0.0, 3.0], "ring": [1.0, 2.0]}
+    assert miou_by_shape([]) == {}

@@ -102,6 +102,36 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+LC_INPUTS = {  # TrainConfig.consistency_inputs, in words
+    "masked": "masked student pass (the one L_d trains)",
+    "unmasked": "text-only student pass (consistency_inputs=unmasked)",
+}
+
+
+def miou_by_shape(clips: list[float], split: str = "heldout", offset: int = 0) -> dict[str, list[float]]:
+    """Per-clip mIoU grouped by the scene's shape kinds ("cross", "ring", "cross+ring" for two subjects); clip i of an
+    evaluation is scene `offset + i` of `split`, as `eval_mask_miou` draws them."""
+    from mvideo_core.toy.world import sample_scene
+
+    groups: dict[str, list[float]] = {}
+    for i, value in enumerate(clips):
+        kinds = "+".join(sorted({s.shape for s in sample_scene(split, offset + i).subjects}))
+        groups.setdefault(kinds, []).append(float(value))
+    return dict(sorted(groups.items()))
+
+
+def _shape_row(label: str, ev: dict, keys: tuple[str, ...]) -> str:
+    """A results row: for each held-out shape kind, its clip count and the mean mIoU of each of `keys`."""
+    if not all("clips" in ev.get(k, {}) for k in keys):
+        return f"| {label} | - | - | - |"
+    per = [miou_by_shape(ev[k]["clips"]) for k in keys]
+    cells = [
+        f"{kind} (n={len(values)}): " + " / ".join(_fmt(float(np.mean(p[kind]))) for p in per)
+        for kind, values in per[0].items()
+    ]
+    return f"| {label} | {'; '.join(cells)} | - | - |"
+
+
 def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
     """docs/toy-model.md: the world, the stages with their costs, the results table and the figure."""
     if not is_done(work / "eval"):
@@ -160,7 +190,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "| held-out motion (mIoU) | all 8 | 5 trained | circle, zigzag | never trained on |",
         "| text following | yellow, purple, orange, cyan, white | 5 trained | 7 trained | prompts only |",
         "",
-        "## Stages and their cost (2 shared CPU cores, 1 torch thread each)",
+        "## Stages and their cost (2 CPU cores)",
         "",
         "| stage | what | steps | seconds |",
         "|---|---|---|---|",
@@ -175,7 +205,8 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| 3 base | CogVideoX transformer, {config.num_layers} layers, {config.num_heads}x{config.head_dim} heads, "
         f"full training, L_d, 10 % empty prompts | {base['steps']} x batch {config.base_batch} | "
         f"{_fmt(cost['base'], 0)} |",
-        f"| 4 mvideo alpha=1 | `MVideoTrainer`, LoRA rank {config.lora_rank} + mask input + condition tokens | "
+        f"| 4 mvideo alpha=1 | `MVideoTrainer`, LoRA rank {config.lora_rank} + mask input + condition tokens, "
+        f"L_c on the {LC_INPUTS[config.consistency_inputs]} | "
         f"{a1['steps']} x batch {config.mvideo_batch} | {_fmt(cost['a1'], 0)} |",
         f"| 4 mvideo alpha=0 | same without L_c | {a0['steps']} x batch {config.mvideo_batch} | {_fmt(cost['a0'], 0)} |",
         "",
@@ -193,6 +224,11 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| same metric on the world's own video (ceiling of the tracker) | {_fmt(ceiling)} | - | - |",
         f"| same on the world's video encoded + decoded by the toy VAE (ceiling of the VAE) | "
         f"{_fmt(ev['miou_vae_ceiling']['miou'])} | - | - |",
+        _shape_row(
+            "same by held-out shape: alpha=1 / alpha=0 / VAE ceiling / tracker ceiling",
+            ev,
+            ("miou_a1", "miou_a0", "miou_vae_ceiling", "miou_ceiling"),
+        ),
         f"| mask mIoU, trained shapes + held-out motions, alpha=1 | {_fmt(ev['miou_motion_a1']['miou'])} | - | - |",
         f"| same, alpha=0 | {_fmt(ev['miou_motion_a0']['miou'])} | - | - |",
         f"| same metric on the world's own video (ceiling) | {_fmt(ceiling_motion)} | - | - |",

@@ -504,6 +504,7 @@ def stage_mvideo(work: Path, config: ToyConfig, alpha: float = 1.0, progress: bo
         max_train_steps=config.mvideo_steps,
         train_batch_size=config.mvideo_batch,
         consistency_weight=float(alpha),
+        consistency_inputs=config.consistency_inputs,
         condition_dropout=config.condition_dropout,
         checkpointing_steps=config.checkpoint_every,
         checkpoints_total_limit=2,
