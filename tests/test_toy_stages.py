@@ -3,6 +3,7 @@ the chain data -> base -> mvideo -> ship ends in a pipeline loaded through the n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -114,10 +115,12 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
-    figures = stages.stage_mvideo(work, config, alpha=1.0, progress=False)
-    assert figures["alpha"] == 1.0 and figures["final_loss_consistency"] >= 0
+    # the `mvideo` stage trains with the config's alpha (consistency_weight) and L_c variant
+    figures = stages.STAGES["mvideo"](work, dataclasses.replace(config, consistency_weight=2.5), progress=False)
+    assert figures["alpha"] == 2.5 and figures["final_loss_consistency"] >= 0
     run_config = json.loads((work / "mvideo_a1" / "train_config.json").read_text())
-    assert run_config["consistency_inputs"] == config.consistency_inputs  # the toy's L_c variant reaches the trainer
+    assert run_config["consistency_weight"] == 2.5
+    assert run_config["consistency_inputs"] == config.consistency_inputs
     dest = ship(work, tmp_path / "assets")
     pipe = load_toy_pipeline(dest)
     assert "Toy" in pipe.mvideo_metadata["label"]
@@ -144,7 +147,7 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     text = report.read_text()
     assert "(on NVIDIA H200 (--device cuda)) |" in text  # a stage trained elsewhere says where
     assert "text only (the paper's Table 4 protocol: no mask)" in text and "| mask mIoU (eq. 3)" in text
-    assert "| same by held-out shape: alpha=1 / alpha=0 / VAE ceiling / tracker ceiling | " in text
+    assert "| same by held-out shape: alpha=2.5 / alpha=0 / VAE ceiling / tracker ceiling | " in text
     assert (tmp_path / "docs" / "toy-model-frames.png").stat().st_size > 1000
 
 
@@ -160,6 +163,12 @@ def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
     assert "run stage data first" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="key=value"):
         toy_main(["vae", "--work", str(work), "--set", "oops"])
+    saved = (work / "toy_config.json").read_text()
+    for bad in ("0", "-1", "lots"):
+        assert toy_main(["mvideo", "--work", str(work), "--no-progress", "--set", f"consistency_weight={bad}"]) == 2
+        err = capsys.readouterr().err
+        assert "consistency_weight (alpha of the mvideo stage) must be a number > 0" in err and "mvideo-a0" in err
+    assert (work / "toy_config.json").read_text() == saved  # a refused value changes nothing
 
 
 def test_vae_loss_charges_a_moving_error_not_a_steady_one():

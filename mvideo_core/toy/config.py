@@ -68,6 +68,8 @@ class ToyConfig:
     # "unmasked" (a text-only student pass is held to the teacher; the masked prediction is left to L_d). v5:
     # unmasked (side by side, same base: held-out mask mIoU 0.28 -> 0.48, text only 0.33 -> 0.47)
     consistency_inputs: str = "unmasked"
+    # alpha of the `mvideo` stage (L = L_d + alpha * L_c; the paper: 1); the `mvideo-a0` stage is always alpha = 0
+    consistency_weight: float = 1.0
 
     # -- evaluation --------------------------------------------------------------------------------------------------
     eval_clips: int = 12
@@ -79,6 +81,13 @@ class ToyConfig:
     checkpoint_every: int = 50
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.consistency_weight, (int, float)) or not self.consistency_weight > 0:
+            raise ValueError(
+                f"consistency_weight (alpha of the mvideo stage) must be a number > 0, got {self.consistency_weight!r}; "
+                "the alpha = 0 model is the mvideo-a0 stage"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -155,6 +155,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         return "met" if ok else "**missed**"
 
     cost = {k: v.get("seconds_this_run") for k, v in (("vae", vae), ("base", base), ("a1", a1), ("a0", a0))}
+    alpha1 = f"alpha={a1.get('alpha', 1.0):g}"  # the L_c weight the `mvideo` stage trained with (consistency_weight)
     lines = [
         "# Toy MVideo: a scale model trained on CPU",
         "",
@@ -205,7 +206,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| 3 base | CogVideoX transformer, {config.num_layers} layers, {config.num_heads}x{config.head_dim} heads, "
         f"full training, L_d, 10 % empty prompts | {base['steps']} x batch {config.base_batch} | "
         f"{_fmt(cost['base'], 0)} |",
-        f"| 4 mvideo alpha=1 | `MVideoTrainer`, LoRA rank {config.lora_rank} + mask input + condition tokens, "
+        f"| 4 mvideo {alpha1} | `MVideoTrainer`, LoRA rank {config.lora_rank} + mask input + condition tokens, "
         f"L_c on the {LC_INPUTS[config.consistency_inputs]} | "
         f"{a1['steps']} x batch {config.mvideo_batch} | {_fmt(cost['a1'], 0)} |",
         f"| 4 mvideo alpha=0 | same without L_c | {a0['steps']} x batch {config.mvideo_batch} | {_fmt(cost['a0'], 0)} |",
@@ -219,38 +220,38 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         f"| VAE PSNR on held-out clips (dB) | {_fmt(vae['psnr_heldout_db'], 2)} | - | - |",
         f"| VAE PSNR on the subject pixels only (dB) | {_fmt(vae.get('psnr_subject_db'), 2)} | - | - |",
         f"| VAE keeps the subject colour (held-out clips) | {_fmt(vae.get('subject_color_kept'), 2)} | - | - |",
-        f"| mask mIoU (eq. 3), held-out shapes + motions, MVideo alpha=1 | {_fmt(m1)} | >= 0.80 | {verdict(m1 >= 0.8)} |",
+        f"| mask mIoU (eq. 3), held-out shapes + motions, MVideo {alpha1} | {_fmt(m1)} | >= 0.80 | {verdict(m1 >= 0.8)} |",
         f"| same, MVideo alpha=0 | {_fmt(m0)} | - | - |",
         f"| same metric on the world's own video (ceiling of the tracker) | {_fmt(ceiling)} | - | - |",
         f"| same on the world's video encoded + decoded by the toy VAE (ceiling of the VAE) | "
         f"{_fmt(ev['miou_vae_ceiling']['miou'])} | - | - |",
         _shape_row(
-            "same by held-out shape: alpha=1 / alpha=0 / VAE ceiling / tracker ceiling",
+            f"same by held-out shape: {alpha1} / alpha=0 / VAE ceiling / tracker ceiling",
             ev,
             ("miou_a1", "miou_a0", "miou_vae_ceiling", "miou_ceiling"),
         ),
-        f"| mask mIoU, trained shapes + held-out motions, alpha=1 | {_fmt(ev['miou_motion_a1']['miou'])} | - | - |",
+        f"| mask mIoU, trained shapes + held-out motions, {alpha1} | {_fmt(ev['miou_motion_a1']['miou'])} | - | - |",
         f"| same, alpha=0 | {_fmt(ev['miou_motion_a0']['miou'])} | - | - |",
         f"| same metric on the world's own video (ceiling) | {_fmt(ceiling_motion)} | - | - |",
-        f"| mask mIoU, new scenes of the trained kind (shapes, motions, RGB colours), alpha=1 / alpha=0 | "
+        f"| mask mIoU, new scenes of the trained kind (shapes, motions, RGB colours), {alpha1} / alpha=0 | "
         f"{_fmt(ev['miou_seen_a1']['miou'])} / {_fmt(ev['miou_seen_a0']['miou'])} | - | - |",
         f"| same metric on the world's own video / through the toy VAE (ceilings) | "
         f"{_fmt(ev['miou_seen_ceiling']['miou'])} / {_fmt(ev['miou_seen_vae_ceiling']['miou'])} | - | - |",
-        f"| tracker-free IoU, new scenes of the trained kind, alpha=1 / alpha=0 | "
+        f"| tracker-free IoU, new scenes of the trained kind, {alpha1} / alpha=0 | "
         f"{_fmt(ev['direct_seen_a1']['iou'])} / {_fmt(ev['direct_seen_a0']['iou'])} | - | - |",
-        f"| tracker-free IoU (subject pixels vs mask), held-out, alpha=1 / alpha=0 | "
+        f"| tracker-free IoU (subject pixels vs mask), held-out, {alpha1} / alpha=0 | "
         f"{_fmt(ev['direct_a1']['iou'])} / {_fmt(ev['direct_a0']['iou'])} | - | - |",
-        f"| same, trained shapes + held-out motions, alpha=1 / alpha=0 | "
+        f"| same, trained shapes + held-out motions, {alpha1} / alpha=0 | "
         f"{_fmt(ev['direct_motion_a1']['iou'])} / {_fmt(ev['direct_motion_a0']['iou'])} | - | - |",
         f"| same on the world's video / through the toy VAE (ceilings) | "
         f"{_fmt(ev['direct_ceiling']['iou'])} / {_fmt(ev['direct_vae_ceiling']['iou'])} | - | - |",
         f"| text following on colours absent from the mask data, base | {_fmt(tb, 2)} | - | - |",
-        f"| same, MVideo alpha=1 (with L_c), text only (the paper's Table 4 protocol: no mask) | {_fmt(n1, 2)} | "
+        f"| same, MVideo {alpha1} (with L_c), text only (the paper's Table 4 protocol: no mask) | {_fmt(n1, 2)} | "
         f"near base | {verdict(n1 is not None and n1 >= tb - 0.1)} |",
-        f"| same, MVideo alpha=0 (without L_c), text only | {_fmt(n0, 2)} | below alpha=1 | "
+        f"| same, MVideo alpha=0 (without L_c), text only | {_fmt(n0, 2)} | below {alpha1} | "
         f"{verdict(n0 is not None and n1 is not None and n0 < n1)} |",
-        f"| same with the mask sequence given, MVideo alpha=1 | {_fmt(t1, 2)} | near base | {verdict(t1 >= tb - 0.1)} |",
-        f"| same with the mask sequence given, MVideo alpha=0 | {_fmt(t0, 2)} | below alpha=1 | {verdict(t0 < t1)} |",
+        f"| same with the mask sequence given, MVideo {alpha1} | {_fmt(t1, 2)} | near base | {verdict(t1 >= tb - 0.1)} |",
+        f"| same with the mask sequence given, MVideo alpha=0 | {_fmt(t0, 2)} | below {alpha1} | {verdict(t0 < t1)} |",
         f"| long video mIoU, 4 s (first clip) | {_fmt(long['miou_4s'])} | - | - |",
         f"| long video mIoU, 16 s (4 clips) | {_fmt(long['miou_16s'])} | within 0.05 of 4 s | "
         f"{verdict(gap <= 0.05)} (gap {_fmt(gap)}) |",
@@ -264,7 +265,7 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "",
         f"![generated held-out clips (t = 0, 1, 2, 3, 4 s) beside their conditioning masks]({FIGURE_NAME})",
         "",
-        "Each row: generated frame (MVideo, alpha = 1), then its conditioning mask. Top rows: held-out mask "
+        f"Each row: generated frame (MVideo, {alpha1}), then its conditioning mask. Top rows: held-out mask "
         "sequences (shape and motion never trained on); bottom rows: new scenes of the trained kind.",
         "",
         f"![held-out world clips (t = 0, 2, 4 s) beside their toy-VAE reconstructions]({VAE_FIGURE_NAME})",

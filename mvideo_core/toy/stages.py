@@ -538,6 +538,6 @@ STAGES: dict[str, Callable[..., dict]] = {
     "vae": stage_vae,
     "data": stage_data,
     "base": stage_base,
-    "mvideo": lambda work, config, progress=True: stage_mvideo(work, config, 1.0, progress),
+    "mvideo": lambda work, config, progress=True: stage_mvideo(work, config, config.consistency_weight, progress),
     "mvideo-a0": lambda work, config, progress=True: stage_mvideo(work, config, 0.0, progress),
 }
