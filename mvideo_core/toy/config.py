@@ -69,8 +69,8 @@ class ToyConfig:
     # unmasked (side by side, same base: held-out mask mIoU 0.28 -> 0.48, text only 0.33 -> 0.47)
     consistency_inputs: str = "unmasked"
     # alpha of the `mvideo` stage (L = L_d + alpha * L_c; the paper: 1); the `mvideo-a0` stage is always alpha = 0.
-    # v6: 5 (side by side with v5's 1, same base: text only 0.47 -> 0.80 of 15 prompts, base 0.87; held-out mask mIoU
-    # 0.48 -> 0.44)
+    # v6: 5 (side by side with v5's 1, same base: text only 0.47 -> 0.80 on 15 prompts; on 45: 0.69 vs base 0.71;
+    # held-out mask mIoU 0.48 -> 0.44)
     consistency_weight: float = 5.0
 
     # -- evaluation --------------------------------------------------------------------------------------------------
