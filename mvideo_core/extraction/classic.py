@@ -27,6 +27,11 @@ class ClassicSettings:
     grabcut_iters: int = 2
     click_radius: int = 3
     min_area: int = 6  # a carried mask smaller than this (work pixels) means the object left the frame
+    # a box prompt whose GrabCut keeps less than this fraction of the box is segmented again from a box grown by
+    # `box_retry_grow` of its shorter side (result still cut to the user's box): when the object spills over the box
+    # edge, its colours sit in the sure-background ring and teach GrabCut that the object is background
+    box_retry_below: float = 0.05
+    box_retry_grow: float = 0.3
 
 
 def _grabcut(
@@ -42,6 +47,9 @@ def _grabcut(
         return (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD), fg_model
     mask = trimap.copy()
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means on OpenCV's global RNG: without a fixed seed a frame's mask (and an
+    # eq. 3 score) depended on what was segmented before it in the process
+    cv2.setRNGSeed(0)
     try:
         if fg_model is None:
             cv2.grabCut(image, mask, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
@@ -83,6 +91,21 @@ def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: floa
     if near.any() and (~near).sum() >= max(8, 0.2 * area):
         trimap[y0:y1, x0:x1][near] = cv2.GC_PR_BGD
     return trimap
+
+
+def _stands_out(image: np.ndarray, region: np.ndarray, trimap: np.ndarray, tol: float = 48.0) -> bool:
+    """Whether most pixels of `region` are far (> tol in RGB) from every colour of the sure background next to the
+    trimap's probable area: an object, not a patch of the background's own texture."""
+    unsure = (trimap != cv2.GC_BGD).astype(np.uint8)
+    ring = (cv2.dilate(unsure, np.ones((9, 9), np.uint8)) > 0) & (trimap == cv2.GC_BGD)
+    if ring.sum() < 8:
+        return True  # nothing around to compare with (the box fills the frame)
+    bg = image[ring].astype(np.float32)
+    bg = bg[:: max(1, len(bg) // 256)]
+    px = image[region].astype(np.float32)
+    px = px[:: max(1, len(px) // 1024)]
+    dist = np.sqrt(((px[:, None] - bg[None]) ** 2).sum(-1)).min(1)
+    return bool(np.median(dist) > tol)
 
 
 class ClassicTracker(Tracker):
@@ -204,7 +227,7 @@ class ClassicTracker(Tracker):
         small = self._small(session, frame_idx)
         wh, ww = small.shape[:2]
         works = self._work_masks(session, obj)
-        prior = None
+        prior, box_px = None, None
         if obj.done[frame_idx]:
             prior = works.get(frame_idx)
             if prior is None:
@@ -219,6 +242,7 @@ class ClassicTracker(Tracker):
             x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
             trimap = _box_trimap(small, x0, y0, x1, y1)
             obj.state.setdefault("box_frames", set()).add(frame_idx)
+            box_px = (x0, y0, x1, y1)
         elif prior is not None:
             trimap = self._band_trimap(prior)
         else:
@@ -234,14 +258,33 @@ class ClassicTracker(Tracker):
                 cv2.circle(trimap, (int(round(x)), int(round(y))), max(2, half // 2), int(cv2.GC_PR_FGD), -1)
         self._apply_clicks(trimap, prompt.points, prompt.labels, scale)
         work, model = self._refine(small, trimap)
-        obj.state["fg_model"] = model
         if prompt.box is not None:
             x0, y0, x1, y1 = (prompt.box * scale).tolist()
             box = np.zeros_like(work)
             box[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = True
             work &= box
+            if box_px is not None and work.sum() < self.settings.box_retry_below * box.sum():
+                work, model = self._retry_grown_box(small, box_px, prompt, scale, box, (work, model))
+        obj.state["fg_model"] = model
         works[frame_idx] = work
         return self._to_video(session, work)
+
+    def _retry_grown_box(
+        self, small: np.ndarray, box_px: tuple[int, int, int, int], prompt, scale: float, box: np.ndarray, first
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """GrabCut again from the box grown on every side (the object's spill over the box edge is then probable
+        object, not sure background); the result is cut to the user's box. Keeps the first try (`first`: mask and
+        colour model) if this one finds nothing that stands out from the background around it."""
+        x0, y0, x1, y1 = box_px
+        wh, ww = small.shape[:2]
+        g = max(1, round(self.settings.box_retry_grow * min(x1 - x0, y1 - y0)))
+        trimap = _box_trimap(small, max(x0 - g, 0), max(y0 - g, 0), min(x1 + g, ww), min(y1 + g, wh))
+        self._apply_clicks(trimap, prompt.points, prompt.labels, scale)
+        work, retry_model = self._refine(small, trimap)
+        work &= box
+        if not work.any() or not _stands_out(small, work, trimap):
+            return first
+        return work, retry_model
 
     def _carry(self, session: TrackerSession, src: int, dst: int, obj_ids: list[int], reverse: bool) -> None:
         flow = None
