@@ -14,9 +14,9 @@ from mvideo_core.toy.world import caption_for, make_clip
 
 # Held-out clip 3 (a cross on a circle path: shape and motion never trained on), seed 1003 as in the evaluation,
 # prompt worded like the mask-to-video captions (no motion words). Measured with the shipped weights on the dev
-# machine (toy v6 weights, classic tracker with the box retry of v7): mIoU 0.831 against its own masks, 0.142 against
-# the same masks mirrored (docs/toy-model.md: the held-out mean is lower, 0.55: held-out rings score 0.37-0.58; held-out
-# clip 1, a ring, 0.533). The floor leaves a margin.
+# machine (toy v6 weights, classic tracker with v7's box retry): mIoU 0.831 against its own masks, 0.142 against the
+# same masks mirrored (docs/toy-model.md: the held-out mean over 48 clips is lower, 0.63; rings average 0.50, and
+# held-out clip 1, a ring, scores 0.533). The floor leaves a margin.
 CLIP_INDEX = 3
 MEASURED_MIOU = 0.831
 MIOU_FLOOR = 0.65
