@@ -62,6 +62,12 @@ def _grabcut(
     return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), fgd
 
 
+def _colour_distance(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """RGB distance of each of `pixels` [N, 3] to the nearest of `colours` [M, 3] (at most ~256 of them sampled)."""
+    colours = colours.astype(np.float32)[:: max(1, len(colours) // 256)]
+    return np.sqrt(((pixels.astype(np.float32)[:, None] - colours[None]) ** 2).sum(-1)).min(1)
+
+
 def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: float = 24.0) -> np.ndarray:
     """GrabCut trimap of a box prompt: sure background outside the box, probable object inside, except regions the
     object encloses (a ring's hole) whose colour matches the background just around the box: they start as probable
@@ -80,10 +86,7 @@ def _box_trimap(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, tol: floa
     around[y0:y1, x0:x1] = False
     if around.sum() < 8:
         return trimap
-    bg = image[around].astype(np.float32)
-    bg = bg[:: max(1, len(bg) // 256)]  # at most ~256 background colours
-    inside = image[y0:y1, x0:x1].astype(np.float32).reshape(-1, 1, 3)
-    near = (np.sqrt(((inside - bg[None]) ** 2).sum(-1)).min(1) < tol).reshape(y1 - y0, x1 - x0)
+    near = (_colour_distance(image[y0:y1, x0:x1].reshape(-1, 3), image[around]) < tol).reshape(y1 - y0, x1 - x0)
     _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     near &= ~np.isin(labels, edge)
@@ -100,12 +103,8 @@ def _stands_out(image: np.ndarray, region: np.ndarray, trimap: np.ndarray, tol: 
     ring = (cv2.dilate(unsure, np.ones((9, 9), np.uint8)) > 0) & (trimap == cv2.GC_BGD)
     if ring.sum() < 8:
         return True  # nothing around to compare with (the box fills the frame)
-    bg = image[ring].astype(np.float32)
-    bg = bg[:: max(1, len(bg) // 256)]
-    px = image[region].astype(np.float32)
-    px = px[:: max(1, len(px) // 1024)]
-    dist = np.sqrt(((px[:, None] - bg[None]) ** 2).sum(-1)).min(1)
-    return bool(np.median(dist) > tol)
+    px = image[region]
+    return bool(np.median(_colour_distance(px[:: max(1, len(px) // 1024)], image[ring])) > tol)
 
 
 class ClassicTracker(Tracker):
