@@ -938,6 +938,7 @@ class GenerationRequest:
     guidance: float
     seed: int
     start_image: np.ndarray | None = None
+    mask_guidance: float = 1.0  # the pipeline's push towards the masks; 1 = off
 
 
 def check_generation(
@@ -949,6 +950,7 @@ def check_generation(
     guidance: float | None = None,
     seed: float | None = 0,
     start_image: np.ndarray | None = None,
+    mask_guidance: float | None = None,
 ) -> GenerationRequest:
     """Validate the form with messages that say which field is wrong; also explains a missing generator."""
     s = engines.settings
@@ -978,13 +980,21 @@ def check_generation(
         seed_i = int(seed or 0)
     except (TypeError, ValueError) as err:
         raise StudioError(f"seed must be a whole number, got {seed!r}") from err
+    try:
+        mask_guidance_f = 1.0 if mask_guidance in (None, "") else float(mask_guidance)
+    except (TypeError, ValueError):
+        mask_guidance_f = float("nan")
+    if not 1 <= mask_guidance_f <= 10:
+        raise StudioError(
+            f"mask guidance must be in 1..10 (1 = off, 2 pushes the video towards the masks), got {mask_guidance!r}"
+        )
     if start_image is not None:
         start_image = np.asarray(start_image)
         if start_image.ndim != 3 or start_image.shape[-1] not in (3, 4) or start_image.dtype != np.uint8:
             raise StudioError(f"the start image must be an RGB picture, got an array of shape {start_image.shape}")
         start_image = start_image[..., :3]
     return GenerationRequest(prompt, (negative_prompt or "").strip(), int(round(seconds_f)), int(steps), guidance,
-                             seed_i, start_image)  # fmt: skip
+                             seed_i, start_image, mask_guidance_f)  # fmt: skip
 
 
 def condition_masks(engines: Engines, session: Session) -> Any | None:
@@ -1008,9 +1018,10 @@ def generation_dir(session: Session, form: GenerationRequest, masks: np.ndarray 
     """One folder per distinct generation; the same settings reuse it, so a stopped run resumes its clips."""
     import hashlib
 
-    h = hashlib.sha1(
-        to_json([form.prompt, form.negative_prompt, form.seconds, form.steps, form.guidance, form.seed]).encode()
-    )
+    fields = [form.prompt, form.negative_prompt, form.seconds, form.steps, form.guidance, form.seed]
+    if form.mask_guidance != 1.0:  # only when on: folders made before the setting existed keep their name
+        fields.append(form.mask_guidance)
+    h = hashlib.sha1(to_json(fields).encode())
     for extra in (masks, form.start_image):
         h.update(b"-" if extra is None else np.ascontiguousarray(extra).tobytes())
     return session.project.root / "generations" / h.hexdigest()[:12]
@@ -1043,6 +1054,7 @@ def generate(engines: Engines, session: Session, form: GenerationRequest) -> Ite
             seed=form.seed,
             num_inference_steps=form.steps,
             guidance_scale=form.guidance,
+            mask_guidance_scale=form.mask_guidance if union is not None else 1.0,  # no masks: nothing to push towards
             height=h,
             width=w,
             start_image=form.start_image,

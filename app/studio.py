@@ -585,6 +585,9 @@ def build_generate_tab(engines: Engines) -> dict[str, Any]:
             with gr.Row():
                 ui["steps"] = gr.Slider(1, 100, value=s.default_steps, step=1, label="Steps")
                 ui["guidance"] = gr.Slider(0, 15, value=s.default_guidance, step=0.5, label="Guidance")
+                ui["mask_guidance"] = gr.Slider(
+                    1, 5, value=1.0, step=0.5, label="Mask guidance (1 = off)", elem_id="gen-mask-guidance"
+                )
                 ui["seed"] = gr.Number(label="Seed", value=0, precision=0)
             ui["start_image"] = gr.Image(label="Start image (optional)", type="numpy", sources=["upload"])
             with gr.Row():
@@ -608,9 +611,11 @@ def build_generate_tab(engines: Engines) -> dict[str, Any]:
 
 def wire_generate_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> None:
     @_user_errors
-    def run(prompt, negative, seconds, steps, guidance, seed, start_image, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # fmt: skip
+    def run(prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # fmt: skip
         session = sess(request)
-        form = A.check_generation(engines, prompt, negative, seconds, steps, guidance, seed, start_image)
+        form = A.check_generation(
+            engines, prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance
+        )
         for update in A.generate(engines, session, form):
             files = [f for f in (update.final, update.record) if f]
             yield (
@@ -622,7 +627,10 @@ def wire_generate_tab(engines: Engines, sess: Callable, ui: dict[str, Any]) -> N
 
     event = ui["go"].click(
         gpu_function(duration=GPU_SECONDS)(run),
-        [ui[k] for k in ("prompt", "negative", "seconds", "steps", "guidance", "seed", "start_image")],
+        [
+            ui[k]
+            for k in ("prompt", "negative", "seconds", "steps", "guidance", "seed", "start_image", "mask_guidance")
+        ],
         [ui["progress"], ui["stream"], ui["gallery"], ui["files"]],
         concurrency_id="gpu",
     )

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of clip 0 (clip k uses seed + k)")
     p.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (text only)")
     p.add_argument("--no-dynamic-cfg", action="store_true", help="constant guidance instead of CogVideoX's schedule")
+    p.add_argument(
+        "--mask-guidance",
+        type=float,
+        default=1.0,
+        help="push towards the masks: 1 = off, 2 = moderate (one more model pass a step; needs --masks)",
+    )
     p.add_argument("--height", type=int, default=None, help="default: the base model's (480)")
     p.add_argument("--width", type=int, default=None, help="default: the base model's (720)")
     p.add_argument("--start-image", type=Path, default=None, help="an image the first clip starts from")
@@ -100,6 +106,14 @@ def _tiny_base(out: Path, style: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.mask_guidance >= 1:  # NaN too
+        print(
+            f"error: --mask-guidance has to be >= 1 (1 = off, 2 = moderate), got {args.mask_guidance}", file=sys.stderr
+        )
+        return 2
+    if args.mask_guidance != 1 and args.masks is None:
+        print("error: --mask-guidance pushes towards the masks: give --masks too, or leave it at 1", file=sys.stderr)
+        return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     try:
@@ -135,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
+            mask_guidance_scale=args.mask_guidance,
             use_dynamic_cfg=not args.no_dynamic_cfg,
             height=args.height,
             width=args.width,

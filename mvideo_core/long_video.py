@@ -201,6 +201,7 @@ def generate_long_video(
     seed: int = 0,
     num_inference_steps: int = 50,
     guidance_scale: float = 6.0,
+    mask_guidance_scale: float = 1.0,
     use_dynamic_cfg: bool = True,
     height: int | None = None,
     width: int | None = None,
@@ -215,11 +216,14 @@ def generate_long_video(
     """Generate `seconds` of video as 4 s clips; yield each `ClipResult` once its mp4 is written, then the result.
 
     masks: a MaskSet or bool [T, H, W] at `mask_fps` (None = text only). Clip k uses seed `seed + k`.
+    mask_guidance_scale: the pipeline's push towards the masks (1 = off; needs masks).
     A run killed part-way resumes from its last finished clip when called again with the same settings.
     `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"prompt is empty ({prompt!r}); describe the video to generate")
+    if mask_guidance_scale != 1.0 and masks is None:
+        raise ValueError("mask_guidance_scale steers towards the masks: give masks too, or leave it at 1")
     num_clips = num_clips_for(seconds)
     s = pipe.vae_scale_factor_spatial
     height = height or pipe.transformer.config.sample_height * s
@@ -254,6 +258,8 @@ def generate_long_video(
         "base_model": model_meta.get("base_model"),
         "mvideo_weights": model_meta.get("mvideo_weights"),
     }
+    if mask_guidance_scale != 1.0:  # recorded only when on, so records written before it existed still resume
+        settings["mask_guidance_scale"] = mask_guidance_scale
     record_path = out_dir / GENERATION_FILE
     record: dict[str, Any] = {"settings": settings, "model": model_meta, "versions": _versions(), "clips": []}
     if record_path.is_file():
@@ -313,6 +319,7 @@ def generate_long_video(
                     seed=seed + k,
                     steps=num_inference_steps,
                     guidance_scale=guidance_scale,
+                    mask_guidance_scale=mask_guidance_scale,
                     use_dynamic_cfg=use_dynamic_cfg,
                     condition_size=condition_size,
                     is_cancelled=is_cancelled,
@@ -374,6 +381,7 @@ def _generate_clip(
     use_dynamic_cfg: bool,
     condition_size: tuple[int, int] | None,
     is_cancelled: Callable[[], bool],
+    mask_guidance_scale: float = 1.0,
 ) -> np.ndarray | None:
     """One clip through the pipeline -> uint8 [33, H, W, 3], or None when cancelled."""
 
@@ -392,6 +400,7 @@ def _generate_clip(
         num_frames=CLIP_FRAMES,
         num_inference_steps=steps,
         guidance_scale=guidance_scale,
+        mask_guidance_scale=mask_guidance_scale,
         use_dynamic_cfg=use_dynamic_cfg,
         generator=generator,
         start_image=start_image,

@@ -225,6 +225,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         condition_size=None,
         output_type="np",
         num_inference_steps=50,
+        mask_guidance_scale=1.0,
     ) -> None:
         """Raise a ValueError naming the offending value and the expected one before any model runs."""
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
@@ -238,6 +239,18 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             raise ValueError(f"`num_inference_steps` has to be a positive integer but is {num_inference_steps}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` has to be one of {OUTPUT_TYPES} but is {output_type!r}")
+        if (
+            isinstance(mask_guidance_scale, bool)
+            or not isinstance(mask_guidance_scale, (int, float))
+            or not math.isfinite(mask_guidance_scale)
+            or mask_guidance_scale < 1.0
+        ):
+            raise ValueError(
+                f"`mask_guidance_scale` has to be a number >= 1 (1 = off, 2 = a moderate push towards the masks) "
+                f"but is {mask_guidance_scale!r}"
+            )
+        if mask_guidance_scale != 1.0 and masks is None and mask_latents is None:
+            raise ValueError("`mask_guidance_scale` steers towards the masks: give `masks` too, or leave it at 1")
         if callback_on_step_end_tensor_inputs is not None:
             bad = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
             if bad:
@@ -411,6 +424,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         num_inference_steps: int = 50,
         timesteps: list[int] | None = None,
         guidance_scale: float = 6.0,
+        mask_guidance_scale: float = 1.0,
         use_dynamic_cfg: bool = False,
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -435,6 +449,10 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         """Generate one clip.
 
         masks: bool [T, H, W] or a MaskSet (its union is used); None = text-only. Size defaults follow the masks.
+        guidance_scale: classifier-free guidance on the text (the mask and conditions go to both branches).
+        mask_guidance_scale: s_m >= 1 adds (s_m - 1) * (eps(text, mask) - eps(text, no mask)) to the guided
+            prediction, pushing the video towards the masks (one more transformer pass a step; 1 = off). On the toy
+            model, 2 raised held-out mask mIoU from 0.633 to 0.684 over 48 clips (docs/toy-model.md).
         start_image: uint8 [H, W, 3] conditioning clip 0; previous_frames: uint8 [T, H, W, 3], the previous clip.
         Returns frames as np float [B, T, H, W, 3] in [0, 1] by default.
         """
@@ -474,6 +492,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             condition_size,
             output_type,
             num_inference_steps,
+            mask_guidance_scale,
         )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -581,9 +600,23 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
+                if mask_guidance_scale != 1.0:  # the text branch once more without the mask
+                    no_mask = self.transformer(
+                        hidden_states=latent_model_input[-batch_size:],
+                        encoder_hidden_states=prompt_embeds[-batch_size:],
+                        timestep=timestep[-batch_size:],
+                        image_rotary_emb=image_rotary_emb,
+                        attention_kwargs=attention_kwargs,
+                        return_dict=False,
+                        mask_latents=None,
+                        condition_latents=cond_input,
+                    )[0].float()
+                    mask_push = (mask_guidance_scale - 1.0) * (noise_pred[-batch_size:] - no_mask)
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+                if mask_guidance_scale != 1.0:
+                    noise_pred = noise_pred + mask_push
 
                 if not isinstance(self.scheduler, CogVideoXDPMScheduler):
                     latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]

@@ -79,6 +79,9 @@ def test_no_gpu_is_explained_when_no_device_is_forced(tmp_path):
         ("guidance", 99, "guidance must be in 0..30"),
         ("seed", "abc", "seed must be a whole number"),
         ("start_image", np.zeros((4, 4), np.uint8), "start image must be an RGB picture"),
+        ("mask_guidance", 0.5, "mask guidance must be in 1..10"),
+        ("mask_guidance", 50, "mask guidance must be in 1..10"),
+        ("mask_guidance", "strong", "mask guidance must be in 1..10"),
     ],
 )
 def test_bad_generation_settings_name_the_field(tmp_path, field, value, message):
@@ -106,6 +109,17 @@ def test_generate_streams_each_clip_then_the_final_video_and_record(tracked):
     assert record["settings"]["prompt"] == "a red square" and record["settings"]["seed"] == 3
     assert record["settings"]["masks_sha1"] is not None  # the edited masks conditioned it
     assert len(session.project.clip_paths()) == 2
+
+
+def test_mask_guidance_reaches_the_pipeline_and_gets_its_own_folder(tracked):
+    engines, session = tracked
+    off = A.check_generation(engines, "a red square", "", 4, 1, 6.0, 0)
+    on = A.check_generation(engines, "a red square", "", 4, 1, 6.0, 0, None, 2.5)
+    assert (off.mask_guidance, on.mask_guidance) == (1.0, 2.5)
+    final = list(A.generate(engines, session, on))[-1]
+    assert json.loads(Path(final.record).read_text())["settings"]["mask_guidance_scale"] == 2.5
+    union = A.model_masks(engines, A.condition_masks(engines, session), 33)
+    assert A.generation_dir(session, on, union) != A.generation_dir(session, off, union)
 
 
 def test_stop_keeps_finished_clips_and_the_same_settings_resume(tracked):

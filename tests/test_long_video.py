@@ -126,7 +126,23 @@ def test_bad_requests_fail_before_any_work(pipe, masks, tmp_path):
         next(generate_long_video(pipe, "a dog", out_dir=tmp_path, seconds=10, masks=masks))
     with pytest.raises(ValueError, match="masks"):
         next(generate_long_video(pipe, "a dog", out_dir=tmp_path, seconds=4, masks=np.zeros((3, 4), dtype=bool)))
+    with pytest.raises(ValueError, match="mask_guidance_scale steers towards the masks: give masks too"):
+        next(generate_long_video(pipe, "a dog", out_dir=tmp_path, seconds=4, mask_guidance_scale=2.0))
     assert not list(tmp_path.glob("clip_*.mp4"))
+
+
+def test_mask_guidance_reaches_every_clip_and_the_record(pipe, masks, tmp_path):
+    plain = list(generate_long_video(pipe, "a dog", out_dir=tmp_path / "a", seconds=8, masks=masks, **FAST))
+    pushed = list(
+        generate_long_video(
+            pipe, "a dog", out_dir=tmp_path / "b", seconds=8, masks=masks, mask_guidance_scale=3.0, **FAST
+        )
+    )
+    for a, b in zip(plain[:-1], pushed[:-1]):
+        assert not np.array_equal(a.frames, b.frames)
+    assert json.loads((tmp_path / "b" / "generation.json").read_text())["settings"]["mask_guidance_scale"] == 3.0
+    # off (the default) is not recorded, so records written before the setting existed still resume
+    assert "mask_guidance_scale" not in json.loads((tmp_path / "a" / "generation.json").read_text())["settings"]
 
 
 def test_cancel_stops_after_the_current_step(pipe, masks, tmp_path):
@@ -197,3 +213,19 @@ def test_cli_names_the_missing_weights_and_flag(tmp_path, capsys):
         == 2
     )
     assert "no such mask file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mask-guidance", "0.5"], "--mask-guidance has to be >= 1"),
+        (["--mask-guidance", "nan"], "--mask-guidance has to be >= 1"),
+        (["--mask-guidance", "2"], "give --masks too"),
+    ],
+)
+def test_cli_refuses_a_bad_mask_guidance_before_loading_anything(tmp_path, capsys, extra, message):
+    from mvideo_core.generate import main
+
+    assert main(["--prompt", "a dog", "--out", str(tmp_path / "out"), "--tiny-random", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing loaded, nothing written

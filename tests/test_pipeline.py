@@ -122,6 +122,43 @@ def test_trained_mask_weights_steer_generation(masks):
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_mask_guidance_adds_a_text_pass_without_the_mask_each_step(masks, monkeypatch):
+    pipe = make_pipe("5b")
+    with torch.no_grad():
+        pipe.transformer.mask_proj.weight.normal_(0, 0.5)
+    calls = []
+    real = pipe.transformer.forward
+
+    def forward(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward", forward)
+    _run(pipe, masks=masks, guidance_scale=6.0, mask_guidance_scale=2.0, output_type="latent")
+    assert len(calls) == 4  # 2 steps x (both guidance branches with the mask + the text branch without it)
+    guided, no_mask = calls[0], calls[1]
+    assert guided["mask_latents"] is not None and no_mask["mask_latents"] is None
+    assert no_mask["hidden_states"].shape[0] == 1
+    assert torch.equal(no_mask["encoder_hidden_states"], guided["encoder_hidden_states"][1:])  # the text branch
+    assert torch.equal(no_mask["hidden_states"], guided["hidden_states"][1:])
+
+
+def test_mask_guidance_pushes_along_mask_minus_no_mask(masks):
+    """One DDIM step is affine in the predicted noise, so eps + (s_m - 1) * (eps(text, mask) - eps(text, no mask))
+    moves the result by equal steps as s_m goes 1, 2, 3; and s_m = 1 is exactly the plain pipeline."""
+    pipe = make_pipe("5b")
+    with torch.no_grad():
+        pipe.transformer.mask_proj.weight.normal_(0, 0.5)
+    out = {
+        s: _run(pipe, masks=masks, num_inference_steps=1, mask_guidance_scale=s, output_type="latent")
+        for s in (1, 2, 3)
+    }
+    assert torch.equal(out[1], _run(pipe, masks=masks, num_inference_steps=1, output_type="latent"))
+    step = out[2] - out[1]
+    assert step.abs().max() > 1e-3  # the mask moves the prediction ...
+    torch.testing.assert_close(out[3] - out[2], step, atol=1e-4, rtol=1e-3)  # ... linearly in s_m
+
+
 def test_mask_set_input_uses_the_union(pipe, masks):
     left, right = masks.copy(), np.zeros_like(masks)
     right[:, 45:60, 60:90] = True
@@ -216,6 +253,11 @@ def _bad_inputs(masks):
         ({"masks": masks, "previous_frames": frames[..., 0]}, "`previous_frames` has to be uint8 RGB"),
         ({"masks": masks, "previous_frames": frames, "condition_size": (30, 48)}, "`condition_size` has to be"),
         ({"masks": masks, "condition_latents": torch.zeros(1)}, "`condition_latents` has to be a ConditionLatents"),
+        ({"masks": masks, "mask_guidance_scale": 0.5}, "`mask_guidance_scale` has to be a number >= 1"),
+        ({"masks": masks, "mask_guidance_scale": -2.0}, "`mask_guidance_scale` has to be a number >= 1"),
+        ({"masks": masks, "mask_guidance_scale": float("nan")}, "`mask_guidance_scale` has to be a number >= 1"),
+        ({"masks": masks, "mask_guidance_scale": "2"}, "`mask_guidance_scale` has to be a number >= 1"),
+        ({"num_frames": T, "height": H, "width": W, "mask_guidance_scale": 2.0}, "give `masks` too"),
     ]
 
 

@@ -80,6 +80,8 @@ class ToyConfig:
     long_clips: int = 12  # v5: 12 (v4's 3 sequences moved the gap by 0.03 between runs)
     inference_steps: int = 20
     guidance_scale: float = 4.0
+    # the pipeline's mask guidance (1 = off) for every generation given masks; v8's figures are at 1
+    mask_guidance_scale: float = 1.0
 
     checkpoint_every: int = 50
     seed: int = 0
@@ -91,6 +93,9 @@ class ToyConfig:
                 f"consistency_weight (alpha of the mvideo stage) must be a number > 0, got {self.consistency_weight!r}; "
                 "the alpha = 0 model is the mvideo-a0 stage"
             )
+        m = self.mask_guidance_scale
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 1:
+            raise ValueError(f"mask_guidance_scale must be a number >= 1 (1 = off), got {m!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,6 +57,7 @@ def generate(pipe, prompt: str, masks: np.ndarray | None, config: ToyConfig, see
         num_frames=CLIP_FRAMES,
         num_inference_steps=config.inference_steps,
         guidance_scale=config.guidance_scale,
+        mask_guidance_scale=config.mask_guidance_scale if masks is not None else 1.0,
         generator=torch.Generator().manual_seed(seed),
         output_type="np",
     ).frames[0]  # [T, H, W, 3] float in [0, 1]
