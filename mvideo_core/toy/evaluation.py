@@ -192,6 +192,7 @@ def eval_long_video(work: Path, config: ToyConfig, alpha: float, out: Path) -> d
             seed=3000 + i,
             num_inference_steps=config.inference_steps,
             guidance_scale=config.guidance_scale,
+            mask_guidance_scale=config.mask_guidance_scale,
             use_dynamic_cfg=False,
             height=config.height,
             width=config.width,
