@@ -574,6 +574,18 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 condition_latents, latents.shape[3] // p, latents.shape[4] // p, attention_kwargs
             )
 
+        def predict(hidden_states, text_embeds, timestep, mask):
+            return self.transformer(
+                hidden_states=hidden_states,
+                encoder_hidden_states=text_embeds,
+                timestep=timestep,
+                image_rotary_emb=image_rotary_emb,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+                mask_latents=mask,
+                condition_latents=cond_input,
+            )[0].float()
+
         # 7. Denoising loop
         num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
@@ -585,32 +597,15 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 latent_model_input = torch.cat([latents] * n_branches)
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 timestep = t.expand(latent_model_input.shape[0])
-                noise_pred = self.transformer(
-                    hidden_states=latent_model_input,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep=timestep,
-                    image_rotary_emb=image_rotary_emb,
-                    attention_kwargs=attention_kwargs,
-                    return_dict=False,
-                    mask_latents=mask_input,
-                    condition_latents=cond_input,
-                )[0].float()
+                noise_pred = predict(latent_model_input, prompt_embeds, timestep, mask_input)
 
                 if use_dynamic_cfg:  # as CogVideoX: the scale grows from 1 over the steps
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
                 if mask_guidance_scale != 1.0:  # the text branch once more without the mask
-                    no_mask = self.transformer(
-                        hidden_states=latent_model_input[-batch_size:],
-                        encoder_hidden_states=prompt_embeds[-batch_size:],
-                        timestep=timestep[-batch_size:],
-                        image_rotary_emb=image_rotary_emb,
-                        attention_kwargs=attention_kwargs,
-                        return_dict=False,
-                        mask_latents=None,
-                        condition_latents=cond_input,
-                    )[0].float()
+                    b = batch_size
+                    no_mask = predict(latent_model_input[-b:], prompt_embeds[-b:], timestep[-b:], None)
                     mask_push = (mask_guidance_scale - 1.0) * (noise_pred[-batch_size:] - no_mask)
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)

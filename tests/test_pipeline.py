@@ -46,8 +46,7 @@ def _run(pipe, seed=0, **kwargs):
     return pipe(generator=torch.Generator().manual_seed(seed), **kwargs).frames
 
 
-@pytest.fixture
-def spy(pipe, monkeypatch):
+def _record_calls(pipe, monkeypatch) -> list[dict]:
     """Record what the transformer receives on every call."""
     calls = []
     real = pipe.transformer.forward
@@ -58,6 +57,11 @@ def spy(pipe, monkeypatch):
 
     monkeypatch.setattr(pipe.transformer, "forward", forward)
     return calls
+
+
+@pytest.fixture
+def spy(pipe, monkeypatch):
+    return _record_calls(pipe, monkeypatch)
 
 
 @pytest.mark.parametrize("guidance", [6.0, 1.0])
@@ -126,14 +130,7 @@ def test_mask_guidance_adds_a_text_pass_without_the_mask_each_step(masks, monkey
     pipe = make_pipe("5b")
     with torch.no_grad():
         pipe.transformer.mask_proj.weight.normal_(0, 0.5)
-    calls = []
-    real = pipe.transformer.forward
-
-    def forward(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipe.transformer, "forward", forward)
+    calls = _record_calls(pipe, monkeypatch)
     _run(pipe, masks=masks, guidance_scale=6.0, mask_guidance_scale=2.0, output_type="latent")
     assert len(calls) == 4  # 2 steps x (both guidance branches with the mask + the text branch without it)
     guided, no_mask = calls[0], calls[1]
