@@ -606,7 +606,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 if mask_guidance_scale != 1.0:  # the text branch once more without the mask
                     b = batch_size
                     no_mask = predict(latent_model_input[-b:], prompt_embeds[-b:], timestep[-b:], None)
-                    mask_push = (mask_guidance_scale - 1.0) * (noise_pred[-batch_size:] - no_mask)
+                    mask_push = (mask_guidance_scale - 1.0) * (noise_pred[-b:] - no_mask)
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
