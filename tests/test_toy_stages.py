@@ -83,6 +83,27 @@ def test_vae_stage_reports_psnr_and_resumes_exactly(trained_vae, tmp_path, monke
     assert stages.stage_vae(work_b, config, progress=False)["steps"] == 4
 
 
+def test_vae_stage_in_bf16_runs_the_passes_in_bf16_and_saves_fp32(trained_vae, tmp_path, monkeypatch):
+    from mvideo_core.toy import models
+
+    fp32_work, config, _ = trained_vae
+    real, seen = models.toy_vae, []
+
+    def recording_vae(cfg):
+        vae = real(cfg)
+        vae.decoder.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))  # (frames, conv cache)
+        return vae
+
+    monkeypatch.setattr(models, "toy_vae", recording_vae)
+    work, bf16 = prepare_work(tmp_path / "bf16", dataclasses.replace(config, vae_precision="bf16"))
+    figures = stages.stage_vae(work, bf16, progress=False)
+    assert seen[: bf16.vae_steps] == [torch.bfloat16] * bf16.vae_steps  # the training steps; evaluation is fp32
+    assert 0 < figures["psnr_heldout_db"] < 100
+    a, b = _vae_weights(fp32_work), _vae_weights(work)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in b.values())
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed and batches: only the precision differs
+
+
 def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypatch):
     from mvideo_core.toy import load_toy_pipeline
     from mvideo_core.toy.report import ship
@@ -171,6 +192,9 @@ def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
     for bad in ("0.5", "-2", "strong", "true"):
         assert toy_main(["evaluate", "--work", str(work), "--no-progress", "--set", f"mask_guidance_scale={bad}"]) == 2
         assert "mask_guidance_scale must be a number >= 1 (1 = off)" in capsys.readouterr().err
+    for bad, shown in (("fp16", "'fp16'"), ("bfloat16", "'bfloat16'"), ("16", "16")):
+        assert toy_main(["vae", "--work", str(work), "--no-progress", "--set", f"vae_precision={bad}"]) == 2
+        assert f"vae_precision must be 'fp32' or 'bf16', got {shown}" in capsys.readouterr().err
     assert (work / "toy_config.json").read_text() == saved  # a refused value changes nothing
 
 

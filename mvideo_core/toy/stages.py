@@ -230,10 +230,11 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
             group["lr"] = _lr_at(step, config.vae_steps, config.vae_lr)
         torch.manual_seed(config.seed * 7919 + step)
         x, weight = x.to(device), weight.to(device)  # [B, 3, T, h, w], [B, 1, T, h, w]
-        posterior = vae.encode(x).latent_dist
-        rec = vae.decode(posterior.sample()).sample
-        loss = vae_loss(rec, x, weight, config.vae_temporal_weight)
-        loss = loss + config.vae_kl_weight * posterior.kl().mean()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.vae_precision == "bf16"):
+            posterior = vae.encode(x).latent_dist
+            rec = vae.decode(posterior.sample()).sample
+        loss = vae_loss(rec.float(), x, weight, config.vae_temporal_weight)
+        loss = loss + config.vae_kl_weight * posterior.kl().float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
