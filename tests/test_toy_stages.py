@@ -104,7 +104,7 @@ def test_vae_stage_in_bf16_runs_the_passes_in_bf16_and_saves_fp32(trained_vae, t
     assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed and batches: only the precision differs
 
 
-def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypatch):
+def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypatch, capsys):
     from mvideo_core.toy import load_toy_pipeline
     from mvideo_core.toy.report import ship
     from mvideo_core.training import losses
@@ -112,7 +112,9 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     src, config, _ = trained_vae
     work = tmp_path / "w"
     shutil.copytree(src, work)
+    capsys.readouterr()
     stages.stage_data(work, config, progress=False)
+    assert "world base" not in capsys.readouterr().err  # --no-progress: no bars, the world's included
     other = tmp_path / "w2"
     shutil.copytree(work, other)
     stages.stage_base(work, config, progress=False)

@@ -304,7 +304,13 @@ def train_config(work: Path, config: ToyConfig, name: str, **values) -> TrainCon
 
 
 def write_dataset(
-    folder: Path, split: str, count: int, config: ToyConfig, long_fraction: float = 0.0, motion_words: bool = True
+    folder: Path,
+    split: str,
+    count: int,
+    config: ToyConfig,
+    long_fraction: float = 0.0,
+    motion_words: bool = True,
+    progress: bool = True,
 ) -> Path:
     """World clips as a dataset folder in the builder's layout: clips/*.mp4, masks/*.npz, manifest.jsonl.
 
@@ -319,7 +325,7 @@ def write_dataset(
     (folder / "clips").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(exist_ok=True)
     records = []
-    for i in tqdm(range(count), desc=f"world {split}", leave=False):
+    for i in tqdm(range(count), desc=f"world {split}", leave=False, disable=not progress):
         long = (i % 100) < long_fraction * 100
         frames = 2 * config.num_frames - 1 if long else config.num_frames
         name = f"{split}-{i:05d}"
@@ -380,7 +386,7 @@ def stage_data(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         ("base", config.base_clips, 0.0, True),
         ("mask", config.mask_clips, config.mask_long_fraction, config.mask_caption_motion),
     ):
-        manifest = write_dataset(folder / split, split, count, config, long_fraction, motion_words)
+        manifest = write_dataset(folder / split, split, count, config, long_fraction, motion_words, progress)
         cache = precompute_cache(train_config(work, config, split), manifest, show_progress=progress)
         from mvideo_core.training.precompute import read_cache_index
 
