@@ -139,7 +139,9 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
     # the `mvideo` stage trains with the config's alpha (consistency_weight) and L_c variant
+    capsys.readouterr()
     figures = stages.STAGES["mvideo"](work, dataclasses.replace(config, consistency_weight=2.5), progress=False)
+    assert "train:" not in capsys.readouterr().err  # the trainer's step bar obeys --no-progress too
     assert figures["alpha"] == 2.5 and figures["final_loss_consistency"] >= 0
     run_config = json.loads((work / "mvideo_a1" / "train_config.json").read_text())
     assert run_config["consistency_weight"] == 2.5

@@ -520,7 +520,7 @@ def stage_mvideo(work: Path, config: ToyConfig, alpha: float = 1.0, progress: bo
     )
     cfg.save(folder / "train_config.json")
     t0 = time.time()
-    result = MVideoTrainer(cfg).train()
+    result = MVideoTrainer(cfg).train(progress=progress)
     history = result.history
     figures = {
         "weights": str(result.weights_path),

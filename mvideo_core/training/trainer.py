@@ -314,19 +314,20 @@ class MVideoTrainer:
         )
 
     # -- 4. the loop ----------------------------------------------------------------------------------------------
-    def train(self) -> TrainResult:
-        """Run to `max_train_steps` (continuing a resumed run), checkpoint every N steps, export the weights."""
+    def train(self, progress: bool = True) -> TrainResult:
+        """Run to `max_train_steps` (continuing a resumed run), checkpoint every N steps, export the weights;
+        `progress` False hides the step bar (scripts and logs)."""
         self.setup()
         cfg, acc = self.config, self.accelerator
         num_batches = len(self.dataloader)
         if num_batches == 0:
             raise ConfigError(f"the cache holds {len(self.dataset)} samples, fewer than one batch")
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        progress = tqdm(
+        bar = tqdm(
             total=cfg.max_train_steps,
             initial=self.state.global_step,
             desc="train",
-            disable=not acc.is_local_main_process,
+            disable=not (progress and acc.is_local_main_process),
         )
         self.model.train()
         micro, window = 0, []
@@ -364,15 +365,15 @@ class MVideoTrainer:
                 logs["lr"] = self.lr_scheduler.get_last_lr()[0]
                 self.history.append(logs)
                 micro, window = 0, []
-                progress.update(1)
-                progress.set_postfix(loss=f"{logs['loss']:.4f}", l_c=f"{logs['loss_consistency']:.4f}")
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", l_c=f"{logs['loss_consistency']:.4f}")
                 if self.state.global_step % cfg.logging_steps == 0:
                     acc.log(logs, step=self.state.global_step)
                 if self.state.global_step % cfg.checkpointing_steps == 0:
                     self.save_checkpoint()
                 if self.state.global_step >= cfg.max_train_steps:
                     break
-        progress.close()
+        bar.close()
         acc.wait_for_everyone()
         weights = self.export()
         acc.end_training()
