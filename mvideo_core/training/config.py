@@ -122,9 +122,7 @@ class TrainConfig:
         if self.consistency_weight < 0:
             raise ConfigError(f"`consistency_weight` (alpha) must be >= 0, got {self.consistency_weight}")
         if self.consistency_inputs not in ("masked", "unmasked"):
-            raise ConfigError(
-                f"`consistency_inputs` must be 'masked' or 'unmasked', got {self.consistency_inputs!r}"
-            )
+            raise ConfigError(f"`consistency_inputs` must be 'masked' or 'unmasked', got {self.consistency_inputs!r}")
         if not 0.0 <= self.condition_dropout <= 1.0:
             raise ConfigError(f"`condition_dropout` must lie in [0, 1], got {self.condition_dropout}")
         if self.optimizer not in ("adam", "adamw"):
