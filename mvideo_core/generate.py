@@ -21,6 +21,7 @@ import torch
 
 from mvideo_core.long_video import FPS, ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet, load_masks
+from mvideo_core.pipeline_mvideo import is_mask_guidance_scale
 from mvideo_core.weights import DEFAULT_BASE_MODEL, WeightsError, load_mvideo_pipeline
 
 MASK_FILE_SUFFIXES = (".zip", ".npz", ".mp4", ".json")
@@ -106,7 +107,7 @@ def _tiny_base(out: Path, style: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.mask_guidance >= 1:  # NaN too
+    if not is_mask_guidance_scale(args.mask_guidance):  # NaN and inf too, before anything loads
         print(
             f"error: --mask-guidance has to be >= 1 (1 = off, 2 = moderate), got {args.mask_guidance}", file=sys.stderr
         )

@@ -65,6 +65,11 @@ def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return x.permute(3, 0, 1, 2).unsqueeze(0)
 
 
+def is_mask_guidance_scale(value: Any) -> bool:
+    """Whether `value` is a usable mask guidance scale: a finite number >= 1 (1 = off); bools are not numbers here."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 1
+
+
 class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
     """Text + mask sequence (+ previous clip) to one video clip with an `MVideoTransformer3DModel`."""
 
@@ -239,12 +244,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             raise ValueError(f"`num_inference_steps` has to be a positive integer but is {num_inference_steps}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` has to be one of {OUTPUT_TYPES} but is {output_type!r}")
-        if (
-            isinstance(mask_guidance_scale, bool)
-            or not isinstance(mask_guidance_scale, (int, float))
-            or not math.isfinite(mask_guidance_scale)
-            or mask_guidance_scale < 1.0
-        ):
+        if not is_mask_guidance_scale(mask_guidance_scale):
             raise ValueError(
                 f"`mask_guidance_scale` has to be a number >= 1 (1 = off, 2 = a moderate push towards the masks) "
                 f"but is {mask_guidance_scale!r}"

@@ -220,6 +220,7 @@ def test_cli_names_the_missing_weights_and_flag(tmp_path, capsys):
     [
         (["--mask-guidance", "0.5"], "--mask-guidance has to be >= 1"),
         (["--mask-guidance", "nan"], "--mask-guidance has to be >= 1"),
+        (["--mask-guidance", "inf"], "--mask-guidance has to be >= 1"),
         (["--mask-guidance", "2"], "give --masks too"),
     ],
 )

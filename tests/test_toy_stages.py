@@ -193,7 +193,7 @@ def test_changed_config_is_refused_and_set_overrides(tmp_path, capsys):
         assert toy_main(["mvideo", "--work", str(work), "--no-progress", "--set", f"consistency_weight={bad}"]) == 2
         err = capsys.readouterr().err
         assert "consistency_weight (alpha of the mvideo stage) must be a number > 0" in err and "mvideo-a0" in err
-    for bad in ("0.5", "-2", "strong", "true"):
+    for bad in ("0.5", "-2", "strong", "true", ".inf", ".nan"):
         assert toy_main(["evaluate", "--work", str(work), "--no-progress", "--set", f"mask_guidance_scale={bad}"]) == 2
         assert "mask_guidance_scale must be a number >= 1 (1 = off)" in capsys.readouterr().err
     for bad, shown in (("fp16", "'fp16'"), ("bfloat16", "'bfloat16'"), ("16", "16")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ class ToyConfig:
         if self.vae_precision not in ("fp32", "bf16"):
             raise ValueError(f"vae_precision must be 'fp32' or 'bf16', got {self.vae_precision!r}")
         m = self.mask_guidance_scale
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 1:
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
             raise ValueError(f"mask_guidance_scale must be a number >= 1 (1 = off), got {m!r}")
 
     def to_dict(self) -> dict[str, Any]:
