@@ -83,6 +83,26 @@ def test_vae_stage_reports_psnr_and_resumes_exactly(trained_vae, tmp_path, monke
     assert stages.stage_vae(work_b, config, progress=False)["steps"] == 4
 
 
+def test_vae_stage_reports_the_mask_miou_ceiling_through_its_vae(trained_vae, monkeypatch, tmp_path):
+    from mvideo_core.toy import evaluation
+    from mvideo_core.toy.world import sample_scene
+
+    work, config, figures = trained_vae
+    kind = "+".join(sorted({s.shape for s in sample_scene("heldout", 0).subjects}))
+    assert 0 <= figures["miou_vae_ceiling"] <= 1 and figures["miou_vae_ceiling_clips"] == [figures["miou_vae_ceiling"]]
+    assert figures[f"miou_vae_ceiling_{kind}"] == figures["miou_vae_ceiling"]  # one clip: its shape kind's mean
+    assert json.loads((work / "vae" / "ceiling" / "scores.json").read_text())["miou"] == figures["miou_vae_ceiling"]
+    # the measure is the ground truth's own score once the VAE changes nothing; a blank VAE scores 0
+    monkeypatch.setattr(stages, "reconstruct", lambda vae, frames: frames)
+    truth = evaluation.eval_mask_miou(work, config, None, tmp_path / "truth")["miou"]
+    assert truth > 0.5
+    assert evaluation.eval_mask_miou(work, config, None, tmp_path / "same", vae=object())["miou"] == truth
+    monkeypatch.setattr(stages, "reconstruct", lambda vae, frames: frames * 0)
+    assert evaluation.eval_mask_miou(work, config, None, tmp_path / "blank", vae=object())["miou"] == 0
+    with pytest.raises(ValueError, match="only used to score the ground truth"):
+        evaluation.eval_mask_miou(work, config, 1.0, tmp_path / "x", vae=object())
+
+
 def test_vae_stage_in_bf16_runs_the_passes_in_bf16_and_saves_fp32(trained_vae, tmp_path, monkeypatch):
     from mvideo_core.toy import models
 

@@ -26,8 +26,8 @@ from mvideo_core.toy.world import CLIP_FRAMES, FPS, caption_for, make_clip, rend
 logger = logging.getLogger(__name__)
 
 LONG_SECONDS = 16
-LONG_INDEX_OFFSET = 100
-SEEN_OFFSET = 10_000  # mask-split scenes from here on were never rendered for training (it used 0 .. mask_clips-1)  # long-video mask sequences: held-out scenes 100.. (disjoint from the 4 s ones)
+LONG_INDEX_OFFSET = 100  # long-video mask sequences: held-out scenes 100.. (disjoint from the 4 s ones)
+SEEN_OFFSET = 10_000  # mask-split scenes from here on were never rendered for training (it used 0 .. mask_clips-1)
 
 
 def load_pipeline(work: Path, alpha: float | None):
@@ -98,18 +98,20 @@ def eval_mask_miou(
     through_vae: bool = False,
     offset: int = 0,
     motion_words: bool | None = None,
+    vae=None,
 ) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
     alpha None scores the world's own video (ground truth) through the same tracker: the ceiling of the metric;
-    with `through_vae` the ground truth is first encoded and decoded by the toy VAE (the ceiling of any model that
-    decodes through it).
+    with `through_vae` the ground truth is first encoded and decoded by the toy VAE of the base model folder (the
+    ceiling of any model that decodes through it); a `vae` given here (e.g. the vae stage's fresh one) is used instead.
     """
     if motion_words is None:  # prompts worded like the mask-to-video captions the model was trained on
         motion_words = config.mask_caption_motion
+    if vae is not None and alpha is not None:
+        raise ValueError("eval_mask_miou: a vae is only used to score the ground truth (alpha None)")
     pipe = None if alpha is None else load_pipeline(work, alpha)
-    vae = None
-    if through_vae:
+    if through_vae and vae is None:
         from diffusers import AutoencoderKLCogVideoX
 
         vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()

@@ -1,6 +1,6 @@
 """The toy MVideo's stages, each resumable from its last checkpoint (a stage stopped half-way goes on from there).
 
-    1. vae     tiny AutoencoderKLCogVideoX on short snippets of the world (reports PSNR on held-out clips)
+    1. vae     tiny AutoencoderKLCogVideoX on short snippets of the world (reports PSNR and the mask mIoU ceiling)
     2. data    world clips -> dataset folders (mp4 + exact masks + manifest) -> the project's latent cache
     3. base    tiny CogVideoX text-to-video transformer, fully trained on the base data (all 8 colours)
     4. mvideo  the project's trainer (LoRA + mask input + L_c) on the 3-colour mask subset, alpha = 1 and alpha = 0
@@ -194,7 +194,8 @@ def latent_scaling_factor(vae, config: ToyConfig, clips: int = 8) -> float:
 
 
 def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str | None = None) -> dict:
-    """Train the tiny VAE (MSE + L1 + temporal + tiny KL) on snippets; held-out PSNR; save to work/vae/model.
+    """Train the tiny VAE (MSE + L1 + temporal + tiny KL) on snippets; save to work/vae/model; report held-out PSNR
+    and the held-out mask mIoU ceiling through this VAE (by shape kind).
 
     `device` (default CPU) trains elsewhere, e.g. "cuda" with two loader workers drawing batches; the held-out
     figures are always computed on CPU, and checkpoints hold CPU tensors (a run can resume on either)."""
@@ -258,10 +259,19 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
         scores.append(psnr(rec, clip.frames))
         subject_scores.append(psnr(rec[union], clip.frames[union]))
         colors_kept.append(subject_color(rec, union) == clip.scene.subjects[0].color)
+    # the mask mIoU ceiling of any model decoding through this VAE (eq. 3 on held-out clips encoded + decoded by it):
+    # what the later stages can reach at best, known before hours are spent on them
+    from mvideo_core.toy.evaluation import eval_mask_miou
+    from mvideo_core.toy.report import miou_by_shape
+
+    ceiling = eval_mask_miou(work, config, None, folder / "ceiling", vae=vae)
     figures = {
         "psnr_heldout_db": float(np.mean(scores)),
         "psnr_subject_db": float(np.mean(subject_scores)),
         "subject_color_kept": float(np.mean(colors_kept)),
+        "miou_vae_ceiling": ceiling["miou"],
+        **{f"miou_vae_ceiling_{kind}": float(np.mean(v)) for kind, v in miou_by_shape(ceiling["clips"]).items()},
+        "miou_vae_ceiling_clips": ceiling["clips"],
         "psnr_clips": scores,
         "scaling_factor": scale,
         "steps": config.vae_steps,
