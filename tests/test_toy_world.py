@@ -124,6 +124,17 @@ def test_subject_color_reads_world_clips():
     assert subject_color(flat) is None
 
 
+@pytest.mark.parametrize(
+    "split, index, window", [("base", 5, (0, 9)), ("base", 11, (17, 26)), ("heldout", 2, (24, 33))]
+)
+def test_a_window_render_is_the_slice_of_the_full_render(split, index, window):
+    full, part = make_clip(split, index), make_clip(split, index, window=window)
+    a, b = window
+    np.testing.assert_array_equal(part.frames, full.frames[a:b])
+    np.testing.assert_array_equal(part.masks.masks, full.masks.masks[:, a:b])
+    assert part.caption == full.caption and part.frames.shape[0] == b - a
+
+
 def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match="unknown split"):
         sample_scene("nope", 0)
@@ -131,6 +142,9 @@ def test_bad_inputs_have_clear_errors():
         sample_scene("base", -1)
     with pytest.raises(ValueError, match="num_frames"):
         render_scene(sample_scene("base", 0), 0)
+    for bad in ((5, 5), (-1, 4), (30, 34)):
+        with pytest.raises(ValueError, match=r"window must be \(start, stop\) with 0 <= start < stop <= 33"):
+            render_scene(sample_scene("base", 0), 33, window=bad)
     with pytest.raises(ValueError, match="unknown shape"):
         shape_mask("blob", 1, 1, 1, 0, 8, 8)
     with pytest.raises(ValueError, match="frames must be"):

@@ -119,9 +119,9 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
     t, (ch, cw), f = config.vae_snippet_frames, config.vae_crop, spatial_factor(config)
     videos, weights = [], []
     for _ in range(config.vae_batch):
-        clip = make_clip("base", int(rng.integers(0, 10_000)), num_frames=config.num_frames)
-        s = int(rng.integers(0, config.num_frames - t + 1))
-        union = clip.masks.union()[s : s + t]  # [T, H, W]
+        index, s = int(rng.integers(0, 10_000)), int(rng.integers(0, config.num_frames - t + 1))
+        clip = make_clip("base", index, num_frames=config.num_frames, window=(s, s + t))  # only the snippet's frames
+        union = clip.masks.union()  # [T, H, W]
         ys, xs = np.nonzero(union[t // 2])
         cy, cx = (ys.mean(), xs.mean()) if len(ys) else (config.height / 2, config.width / 2)
         cy, cx = cy + rng.uniform(-ch / 3, ch / 3), cx + rng.uniform(-cw / 3, cw / 3)
@@ -132,7 +132,7 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
             videos.append(masks_to_tensor(crop))
             weights.append(torch.ones(1, 1, *crop.shape))
         else:
-            videos.append(frames_to_tensor(clip.frames[s : s + t, y : y + ch, x : x + cw]))
+            videos.append(frames_to_tensor(clip.frames[:, y : y + ch, x : x + cw]))
             w = 1.0 + (config.vae_subject_weight - 1.0) * torch.from_numpy(crop).float()
             weights.append(w[None, None])
     return torch.cat(videos), torch.cat(weights)
