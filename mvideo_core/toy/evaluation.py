@@ -79,7 +79,8 @@ def run_evaluate_cli(pairs: list[tuple[Path, Path]], out_json: Path) -> dict:
     return json.loads(out_json.read_text())
 
 
-def _write_pair(folder: Path, name: str, frames: np.ndarray, maskset) -> tuple[Path, Path]:
+def write_pair(folder: Path, name: str, frames: np.ndarray, maskset) -> tuple[Path, Path]:
+    """A video and its masks as the evaluate CLI reads them: folder/name.mp4 (yuv444p, crf 12) + folder/name.npz."""
     from mvideo_core.masks import save_masks
     from mvideo_core.video_io import write_video
 
@@ -98,20 +99,18 @@ def eval_mask_miou(
     through_vae: bool = False,
     offset: int = 0,
     motion_words: bool | None = None,
-    vae=None,
 ) -> dict:
     """Generate from each mask sequence of a split never trained on, score with the evaluate CLI.
 
     alpha None scores the world's own video (ground truth) through the same tracker: the ceiling of the metric;
-    with `through_vae` the ground truth is first encoded and decoded by the toy VAE of the base model folder (the
-    ceiling of any model that decodes through it); a `vae` given here (e.g. the vae stage's fresh one) is used instead.
+    with `through_vae` the ground truth is first encoded and decoded by the toy VAE (the ceiling of any model that
+    decodes through it).
     """
     if motion_words is None:  # prompts worded like the mask-to-video captions the model was trained on
         motion_words = config.mask_caption_motion
-    if vae is not None and alpha is not None:
-        raise ValueError("eval_mask_miou: a vae is only used to score the ground truth (alpha None)")
     pipe = None if alpha is None else load_pipeline(work, alpha)
-    if through_vae and vae is None:
+    vae = None
+    if through_vae:
         from diffusers import AutoencoderKLCogVideoX
 
         vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()
@@ -127,7 +126,7 @@ def eval_mask_miou(
         else:
             prompt = caption_for(clip.scene, motion_words)
             frames = generate(pipe, prompt, clip.masks.union(), config, seed=1000 + i)
-        pairs.append(_write_pair(out, f"{split}_{i:05d}", frames, clip.masks))
+        pairs.append(write_pair(out, f"{split}_{i:05d}", frames, clip.masks))
     report = run_evaluate_cli(pairs, out / "scores.json")
     return {"miou": report["miou"], "clips": [c["miou"] for c in report["clips"]], "failed": report["failed"]}
 

@@ -252,26 +252,28 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
     scale = latent_scaling_factor(vae, config, clips=max(1, min(8, config.eval_clips)))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(folder / "model", safe_serialization=True)
-    scores, subject_scores, colors_kept = [], [], []
+    from mvideo_core.toy.evaluation import run_evaluate_cli, write_pair
+    from mvideo_core.toy.report import miou_by_shape
+
+    scores, subject_scores, colors_kept, pairs = [], [], [], []
     for i in range(config.eval_clips):
         clip = make_clip("heldout", i, config.num_frames)
         rec, union = reconstruct(vae, clip.frames), clip.masks.union()
         scores.append(psnr(rec, clip.frames))
         subject_scores.append(psnr(rec[union], clip.frames[union]))
         colors_kept.append(subject_color(rec, union) == clip.scene.subjects[0].color)
-    # the mask mIoU ceiling of any model decoding through this VAE (eq. 3 on held-out clips encoded + decoded by it):
-    # what the later stages can reach at best, known before hours are spent on them
-    from mvideo_core.toy.evaluation import eval_mask_miou
-    from mvideo_core.toy.report import miou_by_shape
-
-    ceiling = eval_mask_miou(work, config, None, folder / "ceiling", vae=vae)
+        pairs.append(write_pair(folder / "ceiling", f"heldout_{i:05d}", rec, clip.masks))
+    # the mask mIoU ceiling of any model decoding through this VAE (eq. 3 on the held-out reconstructions): what the
+    # later stages can reach at best, known before hours are spent on them
+    ceiling = run_evaluate_cli(pairs, folder / "ceiling" / "scores.json")
+    ceiling_clips = [c["miou"] for c in ceiling["clips"]]
     figures = {
         "psnr_heldout_db": float(np.mean(scores)),
         "psnr_subject_db": float(np.mean(subject_scores)),
         "subject_color_kept": float(np.mean(colors_kept)),
         "miou_vae_ceiling": ceiling["miou"],
-        **{f"miou_vae_ceiling_{kind}": float(np.mean(v)) for kind, v in miou_by_shape(ceiling["clips"]).items()},
-        "miou_vae_ceiling_clips": ceiling["clips"],
+        **{f"miou_vae_ceiling_{kind}": float(np.mean(v)) for kind, v in miou_by_shape(ceiling_clips).items()},
+        "miou_vae_ceiling_clips": ceiling_clips,
         "psnr_clips": scores,
         "scaling_factor": scale,
         "steps": config.vae_steps,
