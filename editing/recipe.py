@@ -33,16 +33,15 @@ undo/redo is a stack of recipes (`UndoStack`). A complete version-1 recipe::
 Semantics, in the order `render` applies them to each layer:
 1. The layer's `object` (an id, or "all" for the union of the source's objects; may be left out when the source
    has one object) is resampled to the target fps playing at `speed` x.
-2. `timeline` ops, in order, on the layer's own frames: trim {start, end} s, speed {factor}, reverse, loop {times},
-   pingpong {times}, retime {duration, mode: stretch|loop|pingpong}, concat {source, object, speed}.
+2. `timeline` ops, in order, on the layer's own frames (trim, speed, retime, ...).
 3. The layer is placed at `start` seconds of the target timeline (absent outside its span unless `extend` is
    "hold" or "loop") and resized to the target (`fit`: crop|letterbox|stretch).
-4. `ops`, in order, on the target timeline (keyframe times `t` are target seconds in [0, num_frames / fps]):
-   transform {keys, anchor}, terrain {profile, rise, steps, points, along, tilt, start, end}, flip {axis},
-   fill_holes, remove_specks {min_area}, dilate {radius}, erode {radius}, smooth {window}.
+4. `ops`, in order, on the target timeline (times are target seconds in [0, num_frames / fps]): transform,
+   terrain, ....
 5. Layers are composited bottom (lowest `z`) to top; `occlusion` "full" keeps whole silhouettes, "visible"
    removes pixels covered by higher layers (see editing.composite). Ids are the layers' `id` (default 1, 2, ...).
 
+Every op, its parameters and their checks are declared once in `editing.ops.OPS` (reference: docs/editing.md).
 Version 0 (the prototype format: `size`/`fps`/`num_frames` at the top, one mixed `ops` list, keyframes and
 offsets in frames) still loads through `migrate`.
 """
@@ -51,155 +50,47 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from editing import cleanup, timeline
+from editing import timeline
 from editing.composite import FITS, OCCLUSIONS, Layer, composite, fit_size, placement_indices
-from editing.terrain import ALONG, check_profile, terrain_warp
-from editing.transforms import EditError, check_anchor, check_keyframes, keyframed_transform
+from editing.ops import OPS, CheckContext, Param, RecipeError, RenderContext, check_op, ops_in
+from editing.transforms import EditError
 from mvideo_core.masks import MaskSet
 
 VERSION = 1
 MAX_LAYER_CELLS = 2**31  # bool pixels x frames per layer (2 GiB): 480x720 allows ~6200 frames (13 min at 8 fps)
 
 
-class RecipeError(ValueError):
-    """A recipe is malformed or cannot be rendered; the message says where (e.g. `layers[1].ops[0]`) and why."""
-
-
-# -- parameter specs -----------------------------------------------------------------------------------------------
-def _num(lo: float | None = None, hi: float | None = None, positive: bool = False, integer: bool = False):
-    def check(v: Any) -> str | None:
-        kinds = (int,) if integer else (int, float)
-        if isinstance(v, bool) or not isinstance(v, kinds) or not np.isfinite(v):
-            return f"must be {'an integer' if integer else 'a number'}, got {v!r}"
-        if positive and v <= 0:
-            return f"must be > 0, got {v!r}"
-        if lo is not None and v < lo:
-            return f"must be >= {lo}, got {v!r}"
-        if hi is not None and v > hi:
-            return f"must be <= {hi}, got {v!r}"
-        return None
-
-    return check
-
-
-def _choice(options: tuple[str, ...]):
-    return lambda v: None if v in options else f"must be one of {list(options)}, got {v!r}"
-
-
-def _any(v: Any) -> str | None:  # checked by the op's own validator
-    return None
-
-
-def _object_ref(v: Any) -> str | None:
-    if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-        return None
-    return f'must be an object id (integer >= 1) or "all", got {v!r}'
-
-
-def _source_ref(v: Any) -> str | None:
-    return None if isinstance(v, str) and v else f"must be the non-empty name of a source, got {v!r}"
-
-
-# op name -> (required params, {param: checker})
-TIMELINE_OPS: dict[str, tuple[tuple[str, ...], dict[str, Callable[[Any], str | None]]]] = {
-    "trim": ((), {"start": _num(lo=0), "end": _num(positive=True)}),
-    "speed": (("factor",), {"factor": _num(positive=True)}),
-    "reverse": ((), {}),
-    "loop": (("times",), {"times": _num(lo=1, hi=10_000, integer=True)}),
-    "pingpong": (("times",), {"times": _num(lo=1, hi=10_000, integer=True)}),
-    "retime": (
-        ("duration",),
-        {"duration": _num(positive=True, hi=3600), "mode": _choice(timeline.RETIME_MODES)},
-    ),
-    "concat": (("source",), {"source": _source_ref, "object": _object_ref, "speed": _num(positive=True)}),
-}
-SPATIAL_OPS: dict[str, tuple[tuple[str, ...], dict[str, Callable[[Any], str | None]]]] = {
-    "transform": (("keys",), {"keys": _any, "anchor": _any}),
-    "terrain": (
-        ("profile",),
-        {
-            "profile": _any,
-            "rise": _any,
-            "steps": _any,
-            "points": _any,
-            "along": _choice(ALONG),
-            "tilt": _num(lo=-1, hi=1),
-            "start": _num(lo=0),
-            "end": _num(lo=0),
-        },
-    ),
-    "flip": (("axis",), {"axis": _choice(("x", "y"))}),
-    "fill_holes": ((), {}),
-    "remove_specks": (("min_area",), {"min_area": _num(lo=0, integer=True)}),
-    "dilate": (("radius",), {"radius": _num(lo=0, hi=256, integer=True)}),
-    "erode": (("radius",), {"radius": _num(lo=0, hi=256, integer=True)}),
-    "smooth": ((), {"window": _num(lo=1, hi=99, integer=True)}),
-}
-LAYER_FIELDS: dict[str, Callable[[Any], str | None]] = {
-    "id": _num(lo=1, integer=True),
-    "name": lambda v: None if isinstance(v, str) else f"must be a string, got {v!r}",
-    "source": _source_ref,
-    "object": _object_ref,
-    "z": _num(),
-    "start": _num(lo=-3600, hi=3600),
-    "speed": _num(positive=True, hi=1000),
-    "fit": _choice(FITS),
-    "extend": _choice(("none", "hold", "loop")),
-    "timeline": _any,
-    "ops": _any,
-}
+LAYER_PARAMS = (
+    Param("id", "integer", "object id of the layer in the output (default: its position, 1, 2, ...)", lo=1),
+    Param("name", "string", "the layer's name (default: the source object's)"),
+    Param("source", "source", "name of the MaskSet the layer takes its object from", required=True),
+    Param("object", "object", 'object id in the source, or "all" (may be left out when the source has one)'),
+    Param("z", "number", "stacking order: higher is in front", default=0),
+    Param("start", "number", "seconds into the target where the layer starts", default=0.0, lo=-3600, hi=3600),
+    Param("speed", "number", "playback speed of the source", default=1.0, positive=True, hi=1000),
+    Param("fit", "choice", "how the source is resized to the target", default="crop", choices=FITS),
+    Param("extend", "choice", "outside its span", default="none", choices=("none", "hold", "loop")),
+    Param("timeline", "ops-list", "timeline ops, in order"),
+    Param("ops", "ops-list", "spatial ops, in order"),
+)
+LAYER_FIELDS = {p.name: p for p in LAYER_PARAMS}
 TARGET_FIELDS = {
-    "width": _num(lo=1, hi=8192, integer=True),
-    "height": _num(lo=1, hi=8192, integer=True),
-    "fps": _num(positive=True, hi=240),
-    "num_frames": _num(lo=1, hi=100_000, integer=True),
+    p.name: p
+    for p in (
+        Param("width", "integer", "pixels", required=True, lo=1, hi=8192),
+        Param("height", "integer", "pixels", required=True, lo=1, hi=8192),
+        Param("fps", "number", "frames per second", required=True, positive=True, hi=240),
+        Param("num_frames", "integer", "frames", required=True, lo=1, hi=100_000),
+    )
 }
-
-
-def _check_op(op: Any, where: str, specs: dict, other: dict, duration: float) -> None:
-    if not isinstance(op, Mapping) or "op" not in op:
-        raise RecipeError(f"{where} must be a dict like {{'op': 'reverse'}}, got {op!r}")
-    name = op["op"]
-    if name not in specs:
-        other_key = "timeline" if "trim" in other else "ops"
-        hint = f" (that op belongs in the layer's '{other_key}' list)" if name in other else ""
-        raise RecipeError(f"{where}: unknown op {name!r}{hint}; known ops here: {sorted(specs)}")
-    required, params = specs[name]
-    unknown = sorted(set(op) - {"op"} - set(params))
-    if unknown:
-        raise RecipeError(f"{where} ({name}): unknown parameters {unknown}; known: {sorted(params)}")
-    for p in required:
-        if p not in op:
-            raise RecipeError(f"{where} ({name}): missing parameter {p!r}")
-    for p, check in params.items():
-        if p in op and (msg := check(op[p])):
-            raise RecipeError(f"{where} ({name}).{p} {msg}")
-    try:
-        if name == "transform":
-            keys = check_keyframes(op["keys"], "keys")
-            for i, key in enumerate(keys):
-                if not 0 <= key["t"] <= duration + 1e-9:
-                    raise RecipeError(
-                        f"{where} (transform).keys[{i}].t = {key['t']} s is outside the target's 0..{duration:.4g} s"
-                    )
-            check_anchor(op.get("anchor", "centroid"))
-        elif name == "terrain":
-            check_profile(op["profile"], op.get("rise", 0.25), op.get("steps", 4), op.get("points"))
-            for p in ("start", "end"):
-                if p in op and op[p] > duration + 1e-9:
-                    raise RecipeError(f"{where} (terrain).{p} = {op[p]} s is outside the target's 0..{duration:.4g} s")
-        elif name == "trim" and "end" in op and op["end"] <= op.get("start", 0):
-            raise RecipeError(f"{where} (trim) needs start < end, got start={op.get('start', 0)}, end={op['end']}")
-        elif name == "smooth" and op.get("window", 3) % 2 == 0:
-            raise RecipeError(f"{where} (smooth).window must be odd (3, 5, ...), got {op['window']}")
-    except EditError as err:
-        raise RecipeError(f"{where} ({name}): {err}") from None
+TIMELINE_OPS = ops_in("timeline")
+SPATIAL_OPS = ops_in("ops")
 
 
 # -- versions ------------------------------------------------------------------------------------------------------
@@ -237,7 +128,7 @@ def _migrate_v0(old: Mapping[str, Any]) -> dict[str, Any]:
                     {("t" if k == "frame" else k): (v / fps if k == "frame" else v) for k, v in key.items()}
                     for key in op.get("keys", [])
                 ]
-            is_time = isinstance(op, dict) and op.get("op") in TIMELINE_OPS
+            is_time = isinstance(op, dict) and op.get("op") in ops_in("timeline")
             (new["timeline"] if is_time else new["ops"]).append(op)
         layers.append(new)
     return {
@@ -258,10 +149,10 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
     target = recipe.get("target")
     if not isinstance(target, Mapping):
         raise RecipeError(f"'target' must be a dict {{width, height, fps, num_frames}}, got {target!r}")
-    for k, check in TARGET_FIELDS.items():
+    for k, param in TARGET_FIELDS.items():
         if k not in target:
             raise RecipeError(f"target.{k} is missing; the target needs {list(TARGET_FIELDS)}")
-        if msg := check(target[k]):
+        if msg := param.check(target[k]):
             raise RecipeError(f"target.{k} {msg}")
     if extra := sorted(set(target) - set(TARGET_FIELDS)):
         raise RecipeError(f"target has unknown fields {extra}; known: {list(TARGET_FIELDS)}")
@@ -272,12 +163,14 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
             f"{cells / 2**30:.1f} GiB per layer, over the {MAX_LAYER_CELLS / 2**30:.0f} GiB limit; "
             "use fewer frames or a smaller size (the model works at 480x720)"
         )
-    if msg := _choice(OCCLUSIONS)(recipe.get("occlusion", "full")):
+    if msg := Param("occlusion", "choice", "", choices=OCCLUSIONS).check(recipe.get("occlusion", "full")):
         raise RecipeError(f"occlusion {msg}")
     layers = recipe.get("layers")
     if not isinstance(layers, list) or not layers:
         raise RecipeError("'layers' must be a non-empty list; add at least one layer with a 'source'")
-    duration = target["num_frames"] / target["fps"]
+    ctx = CheckContext(
+        duration=target["num_frames"] / target["fps"], fps=target["fps"], size=(target["height"], target["width"])
+    )
     ids = []
     for i, lay in enumerate(layers):
         where = f"layers[{i}]"
@@ -287,16 +180,16 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
             raise RecipeError(f"{where} has no 'source' (the name of the MaskSet it takes its object from)")
         if extra := sorted(set(lay) - set(LAYER_FIELDS)):
             raise RecipeError(f"{where} has unknown fields {extra}; known: {sorted(LAYER_FIELDS)}")
-        for k, check in LAYER_FIELDS.items():
-            if k in lay and (msg := check(lay[k])):
+        for k, param in LAYER_FIELDS.items():
+            if k in lay and (msg := param.check(lay[k])):
                 raise RecipeError(f"{where}.{k} {msg}")
         ids.append(lay.get("id", i + 1))
-        for key, specs, other in (("timeline", TIMELINE_OPS, SPATIAL_OPS), ("ops", SPATIAL_OPS, TIMELINE_OPS)):
-            ops = lay.get(key, [])
+        for stage in ("timeline", "ops"):
+            ops = lay.get(stage, [])
             if not isinstance(ops, list):
-                raise RecipeError(f"{where}.{key} must be a list of ops, got {ops!r}")
+                raise RecipeError(f"{where}.{stage} must be a list of ops, got {ops!r}")
             for j, op in enumerate(ops):
-                _check_op(op, f"{where}.{key}[{j}]", specs, other, duration)
+                check_op(op, f"{where}.{stage}[{j}]", stage, ctx)
     if len(set(ids)) != len(ids):
         raise RecipeError(f"layer ids must be unique, got {ids}; set 'id' on each layer")
     return recipe
@@ -365,37 +258,29 @@ def _object_masks(sources: Mapping[str, MaskSet], name: str, obj: Any, where: st
     return src.masks[k], src.fps, src.names[k]
 
 
-def _render_layer(lay: Mapping[str, Any], i: int, target: Mapping[str, Any], sources: Mapping[str, MaskSet]) -> Layer:
+def _render_layer(
+    lay: Mapping[str, Any], i: int, target: Mapping[str, Any], sources: Mapping[str, MaskSet]
+) -> tuple[Layer, list[str]]:
+    """One layer on the target canvas and timeline, and its warnings (e.g. frames where it leaves the frame)."""
     where = f"layers[{i}]"
     fps, n, size = float(target["fps"]), int(target["num_frames"]), (int(target["height"]), int(target["width"]))
+    ctx = RenderContext(fps, size, n, sources, where, object_masks=lambda *a: _object_masks(sources, *a))
     base, base_fps, base_name = _object_masks(sources, lay["source"], lay.get("object"), where)
     # 1. Resample to the target fps at the layer's speed; frames are indices into a pool of source clips.
-    pool = [base]
-    seq = timeline.resample_indices(len(base), base_fps, fps, lay.get("speed", 1.0))
+    ctx.pool.append(base)
+    try:
+        seq = timeline.resample_indices(len(base), base_fps, fps, lay.get("speed", 1.0))
+    except EditError as err:
+        raise RecipeError(f"{where}.speed: {err}") from None
     # 2. Timeline ops on indices (one gather at the end).
     for j, op in enumerate(lay.get("timeline", [])):
-        name, at = op["op"], f"{where}.timeline[{j}] ({op['op']})"
+        ctx.where = f"{where}.timeline[{j}] ({op['op']})"
         try:
-            if name == "trim":
-                seq = seq[timeline.trim_indices(len(seq), fps, op.get("start", 0.0), op.get("end"))]
-            elif name == "speed":
-                seq = seq[timeline.resample_indices(len(seq), fps, fps, op["factor"])]
-            elif name == "reverse":
-                seq = seq[::-1]
-            elif name == "loop":
-                seq = seq[timeline.loop_indices(len(seq), times=op["times"])]
-            elif name == "pingpong":
-                seq = seq[timeline.pingpong_indices(len(seq), times=op["times"])]
-            elif name == "retime":
-                seq = seq[timeline.retime_indices(len(seq), fps, op["duration"], op.get("mode", "stretch"))]
-            elif name == "concat":
-                other, other_fps, _ = _object_masks(sources, op["source"], op.get("object"), at)
-                extra = timeline.resample_indices(len(other), other_fps, fps, op.get("speed", 1.0))
-                seq = np.concatenate([seq, extra + sum(len(p) for p in pool)])
-                pool.append(other)
+            seq = OPS[op["op"]].apply(seq, op, ctx)
         except EditError as err:
-            raise RecipeError(f"{at}: {err}") from None
+            raise RecipeError(f"{ctx.where}: {err}") from None
     # 3. Place on the target timeline and resize to the target canvas: masks [n, H, W].
+    pool = ctx.pool
     place = placement_indices(len(seq), n, int(round(lay.get("start", 0.0) * fps)), lay.get("extend", "none"))
     frames = np.where(place >= 0, seq[np.maximum(place, 0)], -1)  # global pool index per target frame
     start, fit = 0, lay.get("fit", "crop")
@@ -410,40 +295,55 @@ def _render_layer(lay: Mapping[str, Any], i: int, target: Mapping[str, Any], sou
             masks[sel] = fit_size(clip[frames[sel] - start], size, fit)
         start += len(clip)
     # 4. Spatial ops on the target timeline.
+    inside = _inside_frame(masks) if lay.get("ops") else None
     for j, op in enumerate(lay.get("ops", [])):
-        name = op["op"]
+        ctx.where = f"{where}.ops[{j}] ({op['op']})"
         try:
-            if name == "transform":
-                masks = keyframed_transform(masks, fps, op["keys"], op.get("anchor", "centroid"))
-            elif name == "terrain":
-                params = {k: v for k, v in op.items() if k != "op" and k != "profile"}
-                masks = terrain_warp(masks, fps, op["profile"], **params)
-            elif name == "flip":
-                masks = masks[:, :, ::-1] if op["axis"] == "x" else masks[:, ::-1, :]
-            elif name == "fill_holes":
-                masks = cleanup.fill_holes(masks)
-            elif name == "remove_specks":
-                masks = cleanup.remove_specks(masks, op["min_area"])
-            elif name == "dilate":
-                masks = cleanup.dilate(masks, op["radius"])
-            elif name == "erode":
-                masks = cleanup.erode(masks, op["radius"])
-            elif name == "smooth":
-                masks = cleanup.temporal_smooth(masks, op.get("window", 3))
+            masks = OPS[op["op"]].apply(masks, op, ctx)
         except EditError as err:
-            raise RecipeError(f"{where}.ops[{j}] ({name}): {err}") from None
-    return Layer(np.ascontiguousarray(masks), int(lay.get("id", i + 1)), lay.get("name", base_name), lay.get("z", 0))
+            raise RecipeError(f"{ctx.where}: {err}") from None
+    layer = Layer(np.ascontiguousarray(masks), int(lay.get("id", i + 1)), lay.get("name", base_name), lay.get("z", 0))
+    if inside is not None and (left := np.flatnonzero(inside & ~_inside_frame(layer.masks))).size:
+        ctx.warnings.append(
+            f"layer {layer.obj_id} ({layer.name}) leaves the frame in frames {_frame_ranges(left)} "
+            f"({left[0] / fps:.2f}-{left[-1] / fps:.2f} s): its edits push part of it past the edge, where it is "
+            "cut off; move it, scale it down or use a smaller rise"
+        )
+    return layer, ctx.warnings
+
+
+def _inside_frame(masks: np.ndarray) -> np.ndarray:
+    """bool [T]: the frame holds a silhouette that does not touch the canvas edge (nothing of it is cut off)."""
+    edge = (
+        masks[:, 0].any(axis=1) | masks[:, -1].any(axis=1) | masks[:, :, 0].any(axis=1) | masks[:, :, -1].any(axis=1)
+    )
+    t, h, w = masks.shape
+    flat = masks.reshape(t, h * w)
+    present = np.bitwise_or.reduce(flat.view(np.uint64), axis=1) != 0 if (h * w) % 8 == 0 else flat.any(axis=1)
+    return present & ~edge
+
+
+def _frame_ranges(frames: np.ndarray) -> str:
+    """'3-7, 12' for [3, 4, 5, 6, 7, 12]."""
+    breaks = np.flatnonzero(np.diff(frames) > 1)
+    starts, ends = np.r_[frames[0], frames[breaks + 1]], np.r_[frames[breaks], frames[-1]]
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in zip(starts.tolist(), ends.tolist()))
 
 
 def render(recipe: Mapping[str, Any], sources: Mapping[str, MaskSet]) -> MaskSet:
-    """Replay a recipe on its sources (name -> MaskSet): bool [K, T, H, W] on the target; deterministic."""
+    """Replay a recipe on its sources (name -> MaskSet): bool [K, T, H, W] on the target; deterministic.
+    `meta["warnings"]` lists what the user should know (a layer leaving the frame, with the frames)."""
     recipe = validate(recipe)
     if not isinstance(sources, Mapping):
         raise RecipeError(f"sources must be a dict of name -> MaskSet, got {type(sources).__name__}")
     target = recipe["target"]
-    layers = [_render_layer(lay, i, target, sources) for i, lay in enumerate(recipe["layers"])]
+    layers, warnings = [], []
+    for i, lay in enumerate(recipe["layers"]):
+        layer, layer_warnings = _render_layer(lay, i, target, sources)
+        layers.append(layer)
+        warnings += layer_warnings
     out = composite(layers, recipe.get("occlusion", "full"), fps=float(target["fps"]))
-    out.meta.update({"recipe_version": VERSION})
+    out.meta.update({"recipe_version": VERSION, "warnings": warnings})
     return out
 
 

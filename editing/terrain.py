@@ -1,6 +1,8 @@
 """Terrain warp: carry a subject filmed on flat ground along another ground line (uphill, downhill, arc, stairs,
 a user polyline), optionally tilting it with the slope. Each frame's mask is moved (not resized) so that its
-ground contact (centroid x, lowest row) follows the path: the subject keeps its size and shape.
+ground contact (centroid x, lowest row) follows the path: the subject keeps its size and shape. The lowest point
+of the line it passes is the ground it was filmed on: uphill starts there and climbs, downhill starts `rise` above
+it and comes down to it (the same displacement, mirrored), so neither pushes the subject below its filmed ground.
 """
 
 from __future__ import annotations
@@ -102,16 +104,15 @@ def terrain_warp(
         if (start is not None or end is not None) and t1 <= t0:
             raise EditError(f"terrain needs start < end seconds, got start={t0}, end={t1}")
         p = (times - t0) / (t1 - t0) if t1 > t0 else np.zeros(t_count)
-        p_ref = 0.0
     else:
         p = np.array([contacts[i][0] / max(w - 1, 1) if contacts[i] else 0.0 for i in range(t_count)])
-        p_ref = p[present[0]]
     # In time mode the path climbs the way the subject travels; in x mode it is a fixed line across the frame.
     xs = [contacts[i][0] for i in present]
     direction = -1.0 if along == "time" and len(xs) > 1 and xs[-1] < xs[0] else 1.0
-    # 2. Vertical offset (pixels, down positive) and slope angle (degrees) per frame.
+    # 2. Vertical offset (pixels, down positive) and slope angle (degrees) per frame. The lowest ground point the
+    # subject passes is the ground it was filmed on, so no profile pushes it below (downhill mirrors uphill).
     height = profile_height(p, profile, rise, steps, points)
-    dy = -(height - profile_height(np.array([p_ref]), profile, rise, steps, points)[0]) * h
+    dy = -(height - height[present].min()) * h
     if profile == "stairs":
         slope = np.full_like(p, rise)  # the mean slope of the flight, not its vertical risers
     else:

@@ -11,6 +11,7 @@ import numpy as np
 from editing.transforms import EditError
 
 RETIME_MODES = ("stretch", "loop", "pingpong")
+MAX_TIMELINE_FRAMES = 1_000_000  # frames one edited sequence may hold (an hour at 240 fps); its indices take 8 MB
 
 
 def _check_positive(value: float, what: str) -> float:
@@ -19,10 +20,16 @@ def _check_positive(value: float, what: str) -> float:
     return float(value)
 
 
-def _check_count(n: int) -> int:
-    if n < 1:
+def check_length(n: float, what: str) -> int:
+    """`n` frames as an int, refused before anything is allocated when it is over MAX_TIMELINE_FRAMES or < 1."""
+    if not n >= 1:
         raise EditError("a timeline edit left no frames; a mask sequence needs at least one")
-    return n
+    if n > MAX_TIMELINE_FRAMES:
+        raise EditError(
+            f"{what} would make {n:.4g} frames, over the limit of {MAX_TIMELINE_FRAMES:,} frames for one sequence; "
+            "use a speed closer to 1, fewer repeats or a shorter duration"
+        )
+    return int(n)
 
 
 def resample_indices(num_src: int, src_fps: float, dst_fps: float, speed: float = 1.0) -> np.ndarray:
@@ -31,7 +38,7 @@ def resample_indices(num_src: int, src_fps: float, dst_fps: float, speed: float 
     src_fps, dst_fps = _check_positive(src_fps, "source fps"), _check_positive(dst_fps, "target fps")
     speed = _check_positive(speed, "speed")
     duration = num_src / src_fps / speed  # seconds the played clip lasts
-    n = _check_count(max(1, int(np.ceil(duration * dst_fps - 1e-6))))
+    n = check_length(max(1.0, np.ceil(duration * dst_fps - 1e-6)), f"playing {num_src} frames at speed {speed:g}")
     idx = np.floor(np.arange(n) * speed * src_fps / dst_fps + 1e-6).astype(np.int64)
     return np.minimum(idx, num_src - 1)
 
@@ -56,29 +63,34 @@ def loop_indices(num: int, times: int | None = None, num_frames: int | None = No
     if (times is None) == (num_frames is None):
         raise EditError("loop needs exactly one of 'times' (repeat count) or 'num_frames' (total length)")
     total = num * times if times is not None else num_frames
-    return np.arange(_check_count(int(total))) % num
+    return np.arange(check_length(total, "loop")) % num
 
 
 def pingpong_indices(num: int, times: int | None = None, num_frames: int | None = None) -> np.ndarray:
     """Forward then backward (end frames not doubled), repeated `times` times or up to `num_frames` frames."""
     if (times is None) == (num_frames is None):
         raise EditError("pingpong needs exactly one of 'times' (round trips) or 'num_frames' (total length)")
+    cycle_len = max(2 * num - 2, 1)
+    total = check_length(cycle_len * times if times is not None else num_frames, "pingpong")
     cycle = np.concatenate([np.arange(num), np.arange(num - 2, 0, -1)]) if num > 1 else np.zeros(1, np.int64)
-    total = len(cycle) * times if times is not None else num_frames
-    return cycle[np.arange(_check_count(int(total))) % len(cycle)]
+    return cycle[np.arange(total) % len(cycle)]
 
 
 def retime_indices(num: int, fps: float, duration: float, mode: str = "stretch") -> np.ndarray:
-    """Fit the sequence to `duration` seconds at the same fps: stretch (change speed), loop, or ping-pong."""
+    """Fit the sequence to `duration` seconds at the same fps: stretch (change speed), loop, or ping-pong.
+
+    A duration d at f fps is round(d * f) + 1 frames, as clips are counted (4 s at 8 fps = 33 frames, the first
+    at 0 s and the last at 4 s); "stretch" maps the first frame to the first and the last to the last."""
     duration = _check_positive(duration, "retime duration")
-    n = _check_count(int(round(duration * fps)))
+    if mode not in RETIME_MODES:
+        raise EditError(f"retime mode must be one of {list(RETIME_MODES)}, got {mode!r}")
+    n = check_length(round(duration * fps) + 1, f"retime to {duration:g} s")
     if mode == "stretch":
-        return np.minimum(np.floor(np.arange(n) * num / n + 1e-6).astype(np.int64), num - 1)
+        step = (num - 1) / (n - 1) if n > 1 else 0.0
+        return np.minimum(np.floor(np.arange(n) * step + 1e-6).astype(np.int64), num - 1)
     if mode == "loop":
         return loop_indices(num, num_frames=n)
-    if mode == "pingpong":
-        return pingpong_indices(num, num_frames=n)
-    raise EditError(f"retime mode must be one of {list(RETIME_MODES)}, got {mode!r}")
+    return pingpong_indices(num, num_frames=n)
 
 
 # -- the same edits on masks [T, H, W] -------------------------------------------------------------------------------

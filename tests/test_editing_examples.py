@@ -57,7 +57,7 @@ def test_uphill_warp_moves_the_mask_bottom_along_the_slope():
         assert abs((mask_bbox(out[i])[1] - 1) - expected) <= 1.0
     np.testing.assert_array_equal(out.sum(axis=(1, 2)), masks.sum(axis=(1, 2)))  # size and shape kept
     down = terrain_warp(masks, 8.0, "downhill", rise=0.05, along="time")
-    assert mask_bbox(down[-1])[1] - 1 == 220 + round(0.05 * h)
+    assert mask_bbox(down[0])[1] - 1 == 220 - round(0.05 * h) and mask_bbox(down[-1])[1] - 1 == 220
 
 
 def test_tilt_turns_the_subject_with_the_ground():
@@ -134,3 +134,34 @@ def test_x_mode_terrain_is_a_fixed_ground_line_whichever_way_the_subject_runs():
     assert -np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0])) > 5  # the body still follows the line's slope
     timed = [mask_bbox(m)[1] for m in terrain_warp(masks, 8.0, "uphill", rise=0.2, along="time")]
     assert all(b1 < b0 for b0, b1 in zip(timed, timed[1:]))  # in time mode it climbs the way it runs
+
+
+def test_downhill_is_uphill_mirrored_and_keeps_the_subject_whole():
+    # A subject standing on the bottom rows of the frame: downhill must not push it out (issue 25).
+    t, h, w = 33, 240, 360
+    masks = runner(t, h, w, 180, 0.0, 236)
+    up = terrain_warp(masks, 8.0, "uphill", rise=0.2, along="time")
+    down = terrain_warp(masks, 8.0, "downhill", rise=0.2, along="time")
+    up_bottoms = np.array([mask_bbox(m)[1] for m in up])
+    down_bottoms = np.array([mask_bbox(m)[1] for m in down])
+    np.testing.assert_array_equal(down_bottoms, up_bottoms[::-1])  # the same path, travelled the other way
+    assert down_bottoms[0] - down_bottoms[-1] == -round(0.2 * h)  # the same displacement, 48 px, downwards
+    np.testing.assert_array_equal(down.sum(axis=(1, 2)), masks.sum(axis=(1, 2)))  # whole in every frame
+
+
+def test_render_warns_with_the_frames_where_a_layer_leaves_the_frame():
+    masks = MaskSet(runner(9, 48, 64, 32, 0.0, 40, ry=8, rx=6)[None], 8.0, names=["dog"])
+    recipe = {
+        "version": 1,
+        "target": {"width": 64, "height": 48, "fps": 8.0, "num_frames": 9},
+        "layers": [{"source": "m", "ops": [{"op": "transform", "keys": [{"t": 0.0}, {"t": 1.0, "x": 64.0}]}]}],
+    }
+    out = render(recipe, {"m": masks})
+    cut = [i for i in range(9) if out.masks[0, i, :, -1].any() or not out.masks[0, i].any()]
+    assert cut and cut == list(range(cut[0], 9))
+    assert out.meta["warnings"] == [
+        f"layer 1 (dog) leaves the frame in frames {cut[0]}-8 ({cut[0] / 8:.2f}-1.00 s): its edits push part of it "
+        "past the edge, where it is cut off; move it, scale it down or use a smaller rise"
+    ]
+    recipe["layers"][0]["ops"][0]["keys"][1]["x"] = 10.0
+    assert render(recipe, {"m": masks}).meta["warnings"] == []

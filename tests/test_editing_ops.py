@@ -12,8 +12,8 @@ from mvideo_core.masks import MaskSet
 
 
 def numbered(t: int) -> np.ndarray:
-    """bool [T, 4, 8] whose frame i has exactly i + 1 pixels on: frame identity is readable from the area."""
-    m = np.zeros((t, 4, 8), dtype=bool)
+    """bool [T, 8, 8] whose frame i has exactly i + 1 pixels on: frame identity is readable from the area."""
+    m = np.zeros((t, 8, 8), dtype=bool)
     for i in range(t):
         m[i].flat[: i + 1] = True
     return m
@@ -37,13 +37,21 @@ def test_trim_speed_loop_pingpong_pick_the_expected_frames():
 
 
 def test_retime_a_4_second_motion_to_16_seconds():
-    m = numbered(32)  # 4 s at 8 fps
+    m = numbered(33)  # 4 s at 8 fps: frames at 0, 1/8, ..., 4 s
     stretched = timeline.retime(m, 8.0, 16.0, "stretch")
-    assert len(stretched) == 128 and ids(stretched)[:5] == [0, 0, 0, 0, 1] and ids(stretched)[-1] == 31
+    assert len(stretched) == 129 and ids(stretched)[:5] == [0, 0, 0, 0, 1] and ids(stretched)[-1] == 32
     looped = timeline.retime(m, 8.0, 16.0, "loop")
-    assert ids(looped) == list(range(32)) * 4
+    assert ids(looped) == [i % 33 for i in range(129)]
     pp = timeline.retime(m, 8.0, 16.0, "pingpong")
-    assert len(pp) == 128 and ids(pp)[31:34] == [31, 30, 29]
+    assert len(pp) == 129 and ids(pp)[31:35] == [31, 32, 31, 30]
+
+
+@pytest.mark.parametrize(
+    ("duration", "fps", "frames"), [(4.0, 8.0, 33), (16.0, 8.0, 129), (2.0, 16.0, 33), (0.01, 8.0, 1)]
+)
+@pytest.mark.parametrize("mode", timeline.RETIME_MODES)
+def test_retime_to_d_seconds_at_f_fps_gives_round_d_f_plus_one_frames(duration, fps, frames, mode):
+    assert len(timeline.retime_indices(20, fps, duration, mode)) == frames
 
 
 def test_resampling_between_frame_rates():
@@ -187,9 +195,9 @@ def test_fit_size_crop_letterbox_stretch():
 
 def test_conform_places_a_clip_on_the_target_timeline():
     m = numbered(4)  # 1 s at 4 fps
-    out = conform(m, 4.0, size=(4, 8), target_fps=8.0, num_frames=12, offset=0.25)
+    out = conform(m, 4.0, size=(8, 8), target_fps=8.0, num_frames=12, offset=0.25)
     assert ids(out[2:10]) == [0, 0, 1, 1, 2, 2, 3, 3] and not out[:2].any() and not out[10:].any()
-    held = conform(m, 4.0, size=(4, 8), target_fps=8.0, num_frames=12, extend="hold")
+    held = conform(m, 4.0, size=(8, 8), target_fps=8.0, num_frames=12, extend="hold")
     assert ids(held)[-1] == 3
 
 
