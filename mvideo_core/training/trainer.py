@@ -3,8 +3,8 @@
 The base transformer is frozen; peft LoRA adapters on the attention projections and the MVideo modules (the
 zero-initialised mask input channels, the condition embeddings and gates) are trained with L = L_d + alpha * L_c. The
 teacher of L_c is the same module in `teacher_mode()` (adapters off, mask and conditions dropped), which equals the
-frozen base model: no second copy of the weights. Checkpoints (`accelerator.save_state`) hold only the trainable
-weights, optimizer, scheduler and the step; all randomness of a step (data order, timesteps, noise, condition
+frozen base model: no second copy of the weights. Checkpoints (`training/checkpoint.py`: safetensors + JSON, no
+pickles) hold only the trainable weights, optimizer, scheduler and the step; all randomness of a step (data order, timesteps, noise, condition
 dropout) is a function of (seed, step), so a resumed run continues with exactly the losses of an uninterrupted one.
 """
 
@@ -20,14 +20,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mvideo_core.training.checkpoint import gather_trainable, load_checkpoint, save_checkpoint
 from mvideo_core.training.config import ConfigError, TrainConfig
 from mvideo_core.training.dataset import EpochSampler, LatentCacheDataset, collate_samples
 from mvideo_core.training.losses import LossTerms, mvideo_loss
 from mvideo_core.training.precompute import CacheGeometry
 
 logger = logging.getLogger(__name__)
-
-TRAINABLE_FILE = "trainable.safetensors"
 
 
 @dataclass
@@ -187,10 +186,6 @@ class MVideoTrainer:
         self.model, self.optimizer, self.dataloader, self.lr_scheduler = acc.prepare(
             model, optimizer, dataloader, lr_scheduler
         )
-        acc.register_for_checkpointing(self.state)
-        if acc.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP):
-            acc.register_save_state_pre_hook(self._save_hook)
-            acc.register_load_state_pre_hook(self._load_hook)
         if acc.is_main_process:
             cfg.save(Path(cfg.output_dir) / "train_config.json")  # what this run was, next to its checkpoints
         if acc.is_main_process and cfg.report_to not in ("none", "", None):
@@ -207,37 +202,8 @@ class MVideoTrainer:
 
     # -- 2. checkpoints -----------------------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained weights (LoRA + MVideo modules), by parameter name."""
-        named = dict(self.unwrapped.named_parameters())
-        return {n: named[n].detach().float().cpu().contiguous() for n in self.trainable_names}
-
-    def _save_hook(self, models, weights, output_dir) -> None:
-        from safetensors.torch import save_file
-
-        if self.accelerator.is_main_process:
-            save_file(self.trainable_state_dict(), str(Path(output_dir) / TRAINABLE_FILE))
-        while weights:  # the frozen base is not written into every checkpoint
-            weights.pop()
-
-    def _load_hook(self, models, input_dir) -> None:
-        from safetensors.torch import load_file
-
-        state = load_file(str(Path(input_dir) / TRAINABLE_FILE))
-        models.clear()
-        named = dict(self.unwrapped.named_parameters())
-        missing = sorted(set(self.trainable_names) - set(state))
-        if missing:
-            raise ConfigError(
-                f"checkpoint {input_dir} lacks trained weights {missing[:5]}...; was it made by this config?"
-            )
-        with torch.no_grad():
-            for name in self.trainable_names:
-                if named[name].shape != state[name].shape:
-                    raise ConfigError(
-                        f"checkpoint weight {name} has shape {tuple(state[name].shape)}, the model "
-                        f"{tuple(named[name].shape)}: was it made with another lora_rank or base model?"
-                    )
-                named[name].copy_(state[name])
+        """Only the trained weights (LoRA + MVideo modules), by name, full; collective under FSDP (every process)."""
+        return gather_trainable(self.model)
 
     def checkpoint_dirs(self) -> list[Path]:
         out = Path(self.config.output_dir)
@@ -251,8 +217,9 @@ class MVideoTrainer:
             existing = self.checkpoint_dirs()
             for old in existing[: max(0, len(existing) - cfg.checkpoints_total_limit + 1)]:
                 shutil.rmtree(old)
-        self.accelerator.save_state(str(path))
-        return path
+        return save_checkpoint(
+            path, self.accelerator, self.model, self.optimizer, self.lr_scheduler, self.state.state_dict()
+        )
 
     def resume(self, checkpoint: str | Path) -> None:
         """Load a checkpoint folder, or the newest one under output_dir with "latest"."""
@@ -267,7 +234,8 @@ class MVideoTrainer:
         checkpoint = Path(checkpoint)
         if not checkpoint.is_dir():
             raise ConfigError(f"checkpoint {checkpoint} does not exist; give a checkpoint-N folder or 'latest'")
-        self.accelerator.load_state(str(checkpoint))
+        saved = load_checkpoint(checkpoint, self.model, self.optimizer, self.lr_scheduler, self.trainable_names)
+        self.state.load_state_dict(saved)
         logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
 
     # -- 3. one micro-batch ------------------------------------------------------------------------------------
@@ -392,14 +360,13 @@ class MVideoTrainer:
         cfg, acc = self.config, self.accelerator
         model = self.unwrapped
         if acc.distributed_type == DistributedType.FSDP:
-            state = acc.get_state_dict(self.model)  # full state dict on the main process
+            trained = gather_trainable(self.model)  # collective: every process takes part, the main one gets it all
             if acc.is_main_process:
-                model = self.load_model()  # a plain CPU copy to hold the gathered trained weights
-                trained = {k: v for k, v in state.items() if k in set(self.trainable_names)}
+                model = self.load_model()  # a plain CPU copy of the frozen base to hold the gathered weights
                 missing = set(self.trainable_names) - set(trained)
                 if missing:
                     raise RuntimeError(f"FSDP state dict lacks trained weights {sorted(missing)[:5]}")
-                model.load_state_dict(trained, strict=False)
+                model.load_state_dict({n: trained[n] for n in self.trainable_names}, strict=False)
         if not acc.is_main_process:
             return None
         path = Path(path) if path else Path(cfg.output_dir) / cfg.export_name
