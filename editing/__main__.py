@@ -18,6 +18,7 @@ from pathlib import Path
 
 from editing import ops
 from editing.recipe import load, render
+from mvideo_core.budget import add_budget_arguments, budget_from_args, use_budget
 from mvideo_core.masks import MaskSet, load_masks, save_masks
 
 DOCS_START, DOCS_END = "<!-- ops:start (python -m editing docs --write docs/editing.md) -->", "<!-- ops:end -->"
@@ -106,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe .json")
     p.add_argument("--source", action="append", default=[], metavar="NAME=MASKFILE", help="a source the recipe names")
     p.add_argument("--out", required=True, help="output mask file (.zip, .npz, .mp4 or .json)")
+    add_budget_arguments(p)
     p.set_defaults(run=cmd_render)
     p = sub.add_parser("convert", help="convert a mask file to another format (by extension)")
     p.add_argument("input")
     p.add_argument("output")
+    add_budget_arguments(p)
     p.set_defaults(run=cmd_convert)
     p = sub.add_parser("docs", help="print the op reference (Markdown), or write it into a docs file")
     p.add_argument("--write", metavar="PATH", help="replace the op reference between the markers in PATH")
@@ -120,9 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        if hasattr(args, "max_frames"):
+            with use_budget(budget_from_args(args)):
+                args.run(args)
+        else:
+            args.run(args)
     except (CommandError, ValueError, OSError) as err:  # RecipeError, EditError, MaskError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; lower --max-memory-gb or render fewer frames, layers or pixels", file=sys.stderr)
         return 2
     return 0
 

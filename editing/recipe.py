@@ -60,10 +60,10 @@ from editing import timeline
 from editing.composite import FITS, OCCLUSIONS, Layer, composite, fit_size, placement_indices
 from editing.ops import OPS, CheckContext, Param, RecipeError, RenderContext, check_op, ops_in
 from editing.transforms import EditError
+from mvideo_core.budget import default_budget
 from mvideo_core.masks import MaskSet
 
 VERSION = 1
-MAX_LAYER_CELLS = 2**31  # bool pixels x frames per layer (2 GiB): 480x720 allows ~6200 frames (13 min at 8 fps)
 
 
 LAYER_PARAMS = (
@@ -156,18 +156,20 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
             raise RecipeError(f"target.{k} {msg}")
     if extra := sorted(set(target) - set(TARGET_FIELDS)):
         raise RecipeError(f"target has unknown fields {extra}; known: {list(TARGET_FIELDS)}")
-    cells = target["num_frames"] * target["width"] * target["height"]
-    if cells > MAX_LAYER_CELLS:
-        raise RecipeError(
-            f"target {target['width']}x{target['height']} x {target['num_frames']} frames needs "
-            f"{cells / 2**30:.1f} GiB per layer, over the {MAX_LAYER_CELLS / 2**30:.0f} GiB limit; "
-            "use fewer frames or a smaller size (the model works at 480x720)"
-        )
     if msg := Param("occlusion", "choice", "", choices=OCCLUSIONS).check(recipe.get("occlusion", "full")):
         raise RecipeError(f"occlusion {msg}")
     layers = recipe.get("layers")
     if not isinstance(layers, list) or not layers:
         raise RecipeError("'layers' must be a non-empty list; add at least one layer with a 'source'")
+    default_budget().check(
+        f"the recipe's output ({len(layers)} layer(s) on a {target['width']}x{target['height']} target)",
+        frames=target["num_frames"],
+        height=target["height"],
+        width=target["width"],
+        count=len(layers),
+        hint="use fewer frames, fewer layers or a smaller size (the model works at 480x720)",
+        error=RecipeError,
+    )
     ctx = CheckContext(
         duration=target["num_frames"] / target["fps"], fps=target["fps"], size=(target["height"], target["width"])
     )
