@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from editing import cleanup, timeline
+from editing.path import check_points, check_scale, follow_path
 from editing.terrain import ALONG, PROFILES, check_profile, terrain_warp
 from editing.transforms import EASES, NAMED_ANCHORS, EditError, check_anchor, check_keyframes, keyframed_transform
 from mvideo_core.masks import MaskSet
@@ -356,6 +357,57 @@ register(
         "Camera: keyframed zoom / pan / rotate",
     )
 )
+PATH_POINT_PARAMS = (  # the fields of one path point
+    Param("t", "number", "target seconds", required=True, default=0.0, lo=0, label="At time (s)"),
+    Param("x", "number", "pixels from the left", required=True, label="x (px)"),
+    Param("y", "number", "pixels from the top", required=True, label="y (px)"),
+)
+
+
+def _path_check(op: Mapping[str, Any], ctx: CheckContext) -> None:
+    kt, xy = check_points(op["points"], "points")
+    if kt[0] < 0 or kt[-1] > ctx.duration + 1e-9:
+        raise EditError(f".points: times {kt[0]:g}..{kt[-1]:g} s must lie in the target's 0..{ctx.duration:.4g} s")
+    h, w = ctx.size
+    if (xy[:, 0] < -w).any() or (xy[:, 0] > 2 * w).any() or (xy[:, 1] < -h).any() or (xy[:, 1] > 2 * h).any():
+        raise EditError(
+            f".points must stay within one frame's size of the {w}x{h} canvas (x in {-w}..{2 * w}, y in {-h}..{2 * h})"
+        )
+    check_scale(op.get("scale", 1.0), len(kt), "scale")
+    check_anchor(op.get("anchor", "centroid"))
+
+
+def _path(masks: np.ndarray, op: Mapping[str, Any], ctx: RenderContext) -> np.ndarray:
+    options = {k: op[k] for k in ("anchor", "smooth", "orient", "scale") if k in op}
+    return follow_path(masks, ctx.fps, op["points"], **options)
+
+
+register(
+    OpSpec(
+        "path",
+        "ops",
+        "Drag the layer along a drawn path: its anchor passes through each point at its time, linearly or along a "
+        "smooth curve, holding before the first and after the last point; optionally turning with the path's "
+        "direction and scaling along it. After a transform or terrain it replaces their movement (the anchor is "
+        "put on the path); before them, their offsets are added to it.",
+        (
+            Param("points", "path-points", "[{t, x, y}, ...]: target seconds and pixels", required=True),
+            ANCHOR,
+            Param(
+                "smooth",
+                "bool",
+                "a smooth curve through the points instead of straight lines",
+                default=False,
+                label="Smooth curve",
+            ),
+            Param("orient", "bool", "turn the silhouette as the path turns", default=False, label="Turn with path"),
+            Param("scale", "scale", "a factor, or one per point (interpolated in time)", default=1.0),
+        ),
+        _path,
+        _path_check,
+        "Path: drag along a drawn path",
+    )
+)
 register(
     OpSpec(
         "terrain",
@@ -470,4 +522,6 @@ def markdown() -> str:
         lines.append("")
     lines += ["### Transform keyframe fields", ""]
     lines += [f"- `{p.name}` ({p.describe()}): {p.doc}" for p in KEYFRAME_PARAMS]
+    lines += ["", "### Path point fields", ""]
+    lines += [f"- `{p.name}` ({p.describe()}): {p.doc}" for p in PATH_POINT_PARAMS]
     return "\n".join(lines) + "\n"
