@@ -16,8 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from editing import ops
-from editing.recipe import load, render
+from editing.recipe import load, reference_markdown, render
 from mvideo_core.budget import add_budget_arguments, budget_from_args, use_budget
 from mvideo_core.masks import MaskSet, load_masks, save_masks
 
@@ -87,7 +86,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_docs(args: argparse.Namespace) -> None:
-    text = ops.markdown()
+    text = reference_markdown()
     if args.write is None:
         print(text, end="")
         return

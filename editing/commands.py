@@ -40,7 +40,7 @@ def layer_choices(recipe: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _layer_name(lay: Mapping[str, Any]) -> str:
-    return str(lay.get("name", lay.get("source", "layer")))
+    return str(lay.get("name", lay.get("source", "boxes")))
 
 
 def _edit(recipe: Mapping[str, Any], layer_id: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,10 +150,55 @@ def add_layer(recipe: Mapping[str, Any], source: str, name: str, object: Any = "
     return new
 
 
+def add_box_layer(
+    recipe: Mapping[str, Any], boxes: list[dict[str, Any]], name: str = "boxes", shape: Any = "ellipse"
+) -> dict[str, Any]:
+    """A new layer on top drawn as keyframed boxes [{t, box: [x0, y0, x1, y1]}] filled with `shape`."""
+    if len(boxes) < 1:
+        raise RecipeError("draw at least one box (two or more at different times make it move)")
+    new = copy.deepcopy(dict(recipe))
+    new["layers"].append(
+        {
+            "id": max((lay.get("id", 0) for lay in new["layers"]), default=0) + 1,
+            "name": name,
+            "boxes": sorted(copy.deepcopy(boxes), key=lambda b: b["t"]),
+            "shape": shape,
+            "z": max((lay.get("z", 0) for lay in new["layers"]), default=0) + 1,
+            "timeline": [],
+            "ops": [],
+        }
+    )
+    return new
+
+
+def set_path(
+    recipe: Mapping[str, Any],
+    layer_id: Any,
+    points: list[dict[str, Any]],
+    smooth: bool = True,
+    orient: bool = False,
+    anchor: Any = "centroid",
+) -> dict[str, Any]:
+    """Replace the layer's drawn path (an empty list removes it); the path goes last, after the other moves."""
+    new, lay = _edit(recipe, layer_id)
+    ops = [o for o in lay.get("ops", []) if o["op"] != "path"]
+    if points:
+        end = duration(new)
+        late = [p["t"] for p in points if not 0 <= p["t"] <= end + 1e-9]
+        if late:
+            raise RecipeError(f"path point time {late[0]:g} s is outside the edit's 0..{end:.2f} s")
+        path = {"op": "path", "points": sorted(points, key=lambda p: p["t"]), "anchor": anchor}
+        ops.append({**path, "smooth": bool(smooth), "orient": bool(orient)})
+    lay["ops"] = ops
+    return new
+
+
 def describe_op(op: Mapping[str, Any]) -> str:
     """A few words for one op, e.g. `zoom/pan (2 keys)` or `terrain uphill +0.25`."""
     if op["op"] == "transform":
         return f"zoom/pan ({len(op['keys'])} keys)"
+    if op["op"] == "path":
+        return f"path ({len(op['points'])} points{', smooth' if op.get('smooth') else ''})"
     if op["op"] == "terrain":
         default = OPS["terrain"].param["rise"].default
         return f"terrain {op['profile']} {op.get('rise', default):+g}"

@@ -57,8 +57,10 @@ from typing import Any
 import numpy as np
 
 from editing import timeline
+from editing.boxes import box_masks, check_boxes, check_shape
 from editing.composite import FITS, OCCLUSIONS, Layer, composite, fit_size, placement_indices
 from editing.ops import OPS, CheckContext, Param, RecipeError, RenderContext, check_op, ops_in
+from editing.ops import markdown as ops_markdown
 from editing.transforms import EditError
 from mvideo_core.budget import default_budget
 from mvideo_core.masks import MaskSet
@@ -69,7 +71,16 @@ VERSION = 1
 LAYER_PARAMS = (
     Param("id", "integer", "object id of the layer in the output (default: its position, 1, 2, ...)", lo=1),
     Param("name", "string", "the layer's name (default: the source object's)"),
-    Param("source", "source", "name of the MaskSet the layer takes its object from", required=True),
+    Param("source", "source", "name of the MaskSet the layer takes its object from (or give `boxes`)"),
+    Param(
+        "boxes", "boxes", "instead of a source: keyframed boxes [{t, box: [x0, y0, x1, y1]}, ...] (see editing.boxes)"
+    ),
+    Param(
+        "shape",
+        "shape",
+        'what fills each box: "ellipse", "rounded", "box" or {source, object, frame, fit}',
+        default="ellipse",
+    ),
     Param("object", "object", 'object id in the source, or "all" (may be left out when the source has one)'),
     Param("z", "number", "stacking order: higher is in front", default=0),
     Param("start", "number", "seconds into the target where the layer starts", default=0.0, lo=-3600, hi=3600),
@@ -89,6 +100,17 @@ TARGET_FIELDS = {
         Param("num_frames", "integer", "frames", required=True, lo=1, hi=100_000),
     )
 }
+
+
+def reference_markdown() -> str:
+    """The recipe reference (target and layer fields, then every op) as Markdown, for docs/editing.md."""
+    lines = ["### Target fields (`target`)", ""]
+    lines += [f"- `{p.name}` ({p.describe()}): {p.doc}" for p in TARGET_FIELDS.values()]
+    lines += ["", "### Layer fields (`layers[]`)", ""]
+    lines += [f"- `{p.name}` ({p.describe()}): {p.doc}" for p in LAYER_PARAMS]
+    return "\n".join(lines) + "\n\n" + ops_markdown()
+
+
 TIMELINE_OPS = ops_in("timeline")
 SPATIAL_OPS = ops_in("ops")
 
@@ -178,13 +200,23 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
         where = f"layers[{i}]"
         if not isinstance(lay, Mapping):
             raise RecipeError(f"{where} must be a dict with at least 'source', got {lay!r}")
-        if "source" not in lay:
-            raise RecipeError(f"{where} has no 'source' (the name of the MaskSet it takes its object from)")
+        if ("source" in lay) == ("boxes" in lay):
+            raise RecipeError(
+                f"{where} has {'both' if 'source' in lay else 'no'} 'source' and 'boxes'; a layer takes its object "
+                "from a source (the name of a MaskSet) or is drawn as keyframed boxes, one of the two"
+            )
+        if "shape" in lay and "boxes" not in lay:
+            raise RecipeError(f"{where}.shape fills drawn boxes; this layer has a 'source' and no 'boxes'")
         if extra := sorted(set(lay) - set(LAYER_FIELDS)):
             raise RecipeError(f"{where} has unknown fields {extra}; known: {sorted(LAYER_FIELDS)}")
         for k, param in LAYER_FIELDS.items():
             if k in lay and (msg := param.check(lay[k])):
                 raise RecipeError(f"{where}.{k} {msg}")
+        try:
+            if "boxes" in lay:
+                _check_box_layer(lay, ctx)
+        except EditError as err:
+            raise RecipeError(f"{where}.{err}") from None
         ids.append(lay.get("id", i + 1))
         for stage in ("timeline", "ops"):
             ops = lay.get(stage, [])
@@ -195,6 +227,21 @@ def validate(recipe: Mapping[str, Any]) -> dict[str, Any]:
     if len(set(ids)) != len(ids):
         raise RecipeError(f"layer ids must be unique, got {ids}; set 'id' on each layer")
     return recipe
+
+
+def _check_box_layer(lay: Mapping[str, Any], ctx: CheckContext) -> None:
+    kt, boxes = check_boxes(lay["boxes"], "boxes")
+    if kt[0] < 0 or kt[-1] > ctx.duration + 1e-9:
+        raise EditError(f"boxes: times {kt[0]:g}..{kt[-1]:g} s must lie in the target's 0..{ctx.duration:.4g} s")
+    h, w = ctx.size
+    if (
+        (boxes[:, [0, 2]] < -w).any()
+        or (boxes[:, [0, 2]] > 2 * w).any()
+        or (boxes[:, [1, 3]] < -h).any()
+        or (boxes[:, [1, 3]] > 2 * h).any()
+    ):
+        raise EditError(f"boxes must stay within one frame's size of the {w}x{h} canvas")
+    check_shape(lay.get("shape", "ellipse"), "shape")
 
 
 # -- JSON ------------------------------------------------------------------------------------------------------------
@@ -260,6 +307,23 @@ def _object_masks(sources: Mapping[str, MaskSet], name: str, obj: Any, where: st
     return src.masks[k], src.fps, src.names[k]
 
 
+def _box_source(
+    lay: Mapping[str, Any], fps: float, n: int, size: tuple[int, int], sources: Mapping[str, MaskSet], where: str
+) -> np.ndarray:
+    """bool [n, H, W]: the layer's boxes on the target timeline, filled with its shape or chosen silhouette."""
+    shape, times = lay.get("shape", "ellipse"), np.arange(n) / fps
+    if isinstance(shape, str):
+        return box_masks(lay["boxes"], times, size, shape)
+    masks, _, _ = _object_masks(sources, shape["source"], shape.get("object"), f"{where}.shape")
+    frame = shape.get("frame", 0)
+    if frame >= len(masks):
+        raise RecipeError(f"{where}.shape.frame {frame} is past the end of {shape['source']!r} ({len(masks)} frames)")
+    try:
+        return box_masks(lay["boxes"], times, size, silhouette=masks[frame], fit=shape.get("fit", "letterbox"))
+    except EditError as err:
+        raise RecipeError(f"{where}.shape: frame {frame} of {shape['source']!r}: {err}") from None
+
+
 def _render_layer(
     lay: Mapping[str, Any], i: int, target: Mapping[str, Any], sources: Mapping[str, MaskSet]
 ) -> tuple[Layer, list[str]]:
@@ -267,7 +331,10 @@ def _render_layer(
     where = f"layers[{i}]"
     fps, n, size = float(target["fps"]), int(target["num_frames"]), (int(target["height"]), int(target["width"]))
     ctx = RenderContext(fps, size, n, sources, where, object_masks=lambda *a: _object_masks(sources, *a))
-    base, base_fps, base_name = _object_masks(sources, lay["source"], lay.get("object"), where)
+    if "boxes" in lay:
+        base, base_fps, base_name = _box_source(lay, fps, n, size, sources, where), fps, "boxes"
+    else:
+        base, base_fps, base_name = _object_masks(sources, lay["source"], lay.get("object"), where)
     # 1. Resample to the target fps at the layer's speed; frames are indices into a pool of source clips.
     ctx.pool.append(base)
     try:
