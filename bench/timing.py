@@ -105,9 +105,12 @@ def measure(
     variants: Mapping[str, Callable[[], object]],
     repeats: int,
     warmup: int = 1,
-    clock: Callable[[], float] = THREAD,
+    clock: Callable[[], float] | None = THREAD,
 ) -> dict[str, Timing]:
-    """Time each variant `repeats` times, interleaved (A B A B ...), after `warmup` untimed rounds of each."""
+    """Time each variant `repeats` times, interleaved (A B A B ...), after `warmup` untimed rounds of each.
+
+    `clock=None`: each variant returns its own seconds (e.g. a child's CPU time from `run_child`).
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"measure needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     for _ in range(warmup):  # first-call costs (allocator, lazy init, caches) are not part of any figure
@@ -118,9 +121,12 @@ def measure(
     for _ in range(repeats):
         for name, fn in variants.items():
             p0 = time.process_time()
-            t0 = clock()
-            fn()
-            samples[name].append(clock() - t0)
+            if clock is None:
+                samples[name].append(float(fn()))
+            else:
+                t0 = clock()
+                fn()
+                samples[name].append(clock() - t0)
             cpu[1] += time.process_time() - p0
     if clock is THREAD:
         cpu[0] = sum(map(sum, samples.values()))
@@ -133,11 +139,22 @@ def measure(
     return {name: Timing(tuple(values)) for name, values in samples.items()}
 
 
-def run_cpu(cmd: list[str], **popen_kwargs) -> tuple[float, str]:
-    """Run a command to its end; (its CPU seconds, user + system over all its threads, and its stdout).
+@dataclass(frozen=True)
+class ChildRun:
+    """What the kernel counted for one finished child process: CPU seconds (user + system, all threads) and its stdout.
 
-    For work in another process (the `ffmpeg` CLI, a fresh interpreter): the kernel counts that child's CPU alone,
-    so a busy neighbour does not change the figure. Raises with the command's stderr if it fails.
+    No peak RSS: the kernel's count for a child starts at its parent's RSS, so a child reports its own (`rss_mib`).
+    """
+
+    cpu_s: float
+    stdout: str
+
+
+def run_child(cmd: list[str], **popen_kwargs) -> ChildRun:
+    """Run a command to its end and return its own CPU time and stdout (raises with its stderr if it fails).
+
+    For work in another process (the `ffmpeg` CLI, a fresh interpreter): the kernel counts that child alone, so a
+    busy neighbour does not change the figures.
     """
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, **popen_kwargs)
@@ -149,7 +166,7 @@ def run_cpu(cmd: list[str], **popen_kwargs) -> tuple[float, str]:
             err.seek(0)
             message = err.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(cmd[:3])} ... exited with {proc.returncode}:\n{message}")
-    return usage.ru_utime + usage.ru_stime, out.decode(errors="replace")
+    return ChildRun(usage.ru_utime + usage.ru_stime, out.decode(errors="replace"))
 
 
 def rss_mib(field: str = "VmRSS") -> float:

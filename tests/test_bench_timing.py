@@ -21,7 +21,7 @@ from bench.timing import (
     ratio,
     reset_peak_rss,
     rss_mib,
-    run_cpu,
+    run_child,
 )
 
 
@@ -120,17 +120,22 @@ def test_finish_prints_one_json_line_with_the_verdict(capsys):
     }
 
 
-def test_run_cpu_counts_the_childs_cpu_not_its_waiting():
+def test_measure_takes_the_seconds_a_variant_returns_without_a_clock():
+    costs = iter([9.0, 2.0, 3.0])
+    runs = measure({"child": lambda: next(costs)}, repeats=2, warmup=1, clock=None)
+    assert runs["child"].samples == (2.0, 3.0)
+
+
+def test_run_child_counts_the_childs_cpu_not_its_waiting():
     burn = "import time\nt0 = time.process_time()\nwhile time.process_time() - t0 < 0.3: pass\nprint('done')"
-    cpu, out = run_cpu([sys.executable, "-c", burn])
-    assert cpu >= 0.3 and out.strip() == "done"
-    sleeper, _ = run_cpu([sys.executable, "-c", "import time; time.sleep(0.3)"])
-    assert sleeper < 0.25
+    run = run_child([sys.executable, "-c", burn])
+    assert run.cpu_s >= 0.3 and run.stdout.strip() == "done"
+    assert run_child([sys.executable, "-c", "import time; time.sleep(0.3)"]).cpu_s < 0.25
 
 
-def test_run_cpu_raises_with_the_commands_error():
+def test_run_child_raises_with_the_commands_error():
     with pytest.raises(RuntimeError, match="exited with 3:\nboom"):
-        run_cpu([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"])
+        run_child([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"])
 
 
 def test_peak_rss_after_reset_counts_what_ran_after():
