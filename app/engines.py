@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from mvideo_core.extraction import Grounder, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +39,24 @@ class StudioSettings:
     device: str = "cpu"
 
 
+class Generator(Protocol):
+    """What the studio needs of a loaded generator (an `MVideoPipeline`): `generate_long_video` drives it, and
+    its metadata names the model in every `generation.json`."""
+
+    mvideo_metadata: dict[str, Any]
+
+
 @dataclass
 class Engines:
     """What the studio runs on, with a one-line human status for each (always shown in the UI)."""
 
     settings: StudioSettings
-    tracker: Any = None
+    tracker: Tracker | None = None
     tracker_status: str = "no tracker"
-    grounder: Any = None
+    grounder: Grounder | None = None
     grounder_status: str = "no text detector"
-    generator: Any = None  # mvideo_core pipeline (or None); see adapters.generate
+    generator: Generator | None = None  # see app.steps.generate
+
     generation_status: str = "no generator"
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvideo_core.masks import MaskSet, load_masks, save_masks
+
 PROJECT_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{12}$")
 
 
@@ -86,20 +88,16 @@ class Project:
         path = self.root / name if name else None
         return path if path is not None and path.exists() else None
 
-    def save_masks(self, maskset: Any) -> Path:
-        from mvideo_core.masks import save_masks
-
+    def save_masks(self, maskset: MaskSet) -> Path:
         tmp = self.root / "masks.tmp.npz"
         save_masks(maskset, tmp, format="npz")
         tmp.replace(self.masks_path)
         self.update_meta(masks=self.masks_path.name)
         return self.masks_path
 
-    def load_masks(self) -> Any | None:
+    def load_masks(self) -> MaskSet | None:
         if not self.masks_path.exists():
             return None
-        from mvideo_core.masks import load_masks
-
         return load_masks(self.masks_path)
 
     def save_recipe(self, recipe: dict[str, Any]) -> Path:

@@ -9,9 +9,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+
+from app.projects import Project
+from editing.recipe import UndoStack
+from mvideo_core.extraction import TrackerSession
+from mvideo_core.masks import MaskSet
+from mvideo_core.video_io import VideoInfo
+
+
+class Candidate(TypedDict):
+    """One box offered by text detection: xyxy pixels on `frame`, its score and its phrase."""
+
+    box: list[float]
+    score: float
+    label: str
+    frame: int
 
 
 @dataclass
@@ -19,19 +34,19 @@ class Session:
     """Everything one browser tab owns. Frames: uint8 [T, H, W, 3]; masks: a `MaskSet` at the frames' size."""
 
     session_id: str
-    project: Any = None  # app.projects.Project
+    project: Project | None = None
     frames: np.ndarray | None = None
     fps: float = 8.0
     source_path: str | None = None
-    video_info: Any = None  # mvideo_core.video_io.VideoInfo
-    tracker_state: Any = None  # the tracker's session object
-    masks: Any = None  # mvideo_core.masks.MaskSet, the extracted (unedited) masks
+    video_info: VideoInfo | None = None
+    tracker_state: TrackerSession | None = None
+    masks: MaskSet | None = None  # the extracted (unedited) masks
     object_names: dict[int, str] = field(default_factory=dict)
     points: dict[int, list[tuple[int, float, float, int]]] = field(default_factory=dict)  # id -> (frame, x, y, +1/0)
-    candidates: list[dict[str, Any]] = field(default_factory=list)  # last detection: {"box", "score", "label"}
-    extra_sources: dict[str, Any] = field(default_factory=dict)  # recipe source name -> MaskSet
-    undo: Any = None  # editing.UndoStack of recipes
-    edited: Any = None  # the last rendered MaskSet
+    candidates: list[Candidate] = field(default_factory=list)  # the last detection, best first
+    extra_sources: dict[str, MaskSet] = field(default_factory=dict)  # recipe source name -> MaskSet
+    undo: UndoStack | None = None  # the edit history of recipes
+    edited: MaskSet | None = None  # the last rendered MaskSet
     edited_key: str | None = None  # recipe JSON that `edited` was rendered from
     cancel: threading.Event = field(default_factory=threading.Event)
     last_seen: float = field(default_factory=time.monotonic)

@@ -23,10 +23,12 @@ from PIL import Image
 # Run as `python bench/studio.py`: the repository root must come before bench/ (which holds bench/editing.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import adapters as A  # noqa: E402
 from app.cli import build_parser  # noqa: E402
 from app.engines import Engines, build_tracker, settings_from_args  # noqa: E402
 from app.sessions import SessionStore  # noqa: E402
+from app.steps import edit as edit_step  # noqa: E402
+from app.steps import masks as masks_step  # noqa: E402
+from app.steps import video as video_step  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -82,13 +84,13 @@ def main() -> None:
         from mvideo_core.video_io import write_video
 
         path = write_video(Path(tmp) / "clip.mp4", frames, 8.0)
-        summary = A.load_video(engines, session, path)
+        summary = video_step.load_video(engines, session, path)
         assert summary.num_frames == 33 and session.frames.shape[1:3] == (480, 720), session.frames.shape
 
         # 1. Click-to-mask: the first click creates the object, the next ones refine it (what users feel).
         ys, xs = np.nonzero(mask0)
         t0 = time.perf_counter()
-        preview, obj_id = A.click(engines, session, 0, float(xs.mean()), float(ys.mean()), True, None)
+        preview, obj_id = masks_step.click(engines, session, 0, float(xs.mean()), float(ys.mean()), True, None)
         first_click = (time.perf_counter() - t0) * 1000
         inside = points_on(mask0, reps)
         outside = points_on(~mask0, reps, seed=1)
@@ -96,28 +98,28 @@ def main() -> None:
         for i in range(reps):
             (x, y), positive = (inside[i], True) if i % 3 != 2 else (outside[i], False)
             t0 = time.perf_counter()
-            preview, _ = A.click(engines, session, 0, x, y, positive, obj_id)
+            preview, _ = masks_step.click(engines, session, 0, x, y, positive, obj_id)
             refine_times.append((time.perf_counter() - t0) * 1000)
         refine = statistics.median(refine_times)
         click_jpeg = jpeg_ms(preview, reps)
 
         # 2. Edit preview: an edit (keyframe, terrain) re-renders the recipe and the previewed frame.
-        A.propagate(engines, session)
-        A.start_edit(engines, session, reset=True)
+        masks_step.propagate(engines, session)
+        edit_step.start_edit(engines, session, reset=True)
         edit_times = []
         for i in range(reps):
             t0 = time.perf_counter()
-            A.add_keyframe(
+            edit_step.add_keyframe(
                 engines, session, "1", 2.0 + 0.1 * (i % 5), 1.2 + 0.05 * i, 10 * i, 0, 0, "ease_in_out", "bottom"
             )
-            image = A.edit_preview_frame(engines, session, 20)
+            image = edit_step.edit_preview_frame(engines, session, 20)
             edit_times.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            A.set_terrain(engines, session, "1", "uphill", 0.2 + 0.01 * i, 0.5)
-            image = A.edit_preview_frame(engines, session, 20)
+            edit_step.set_terrain(engines, session, "1", "uphill", 0.2 + 0.01 * i, 0.5)
+            image = edit_step.edit_preview_frame(engines, session, 20)
             edit_times.append((time.perf_counter() - t0) * 1000)
         edit = statistics.median(edit_times)
-        scrub, image = ms(lambda: A.edit_preview_frame(engines, session, 12), reps)
+        scrub, image = ms(lambda: edit_step.edit_preview_frame(engines, session, 12), reps)
         edit_jpeg = jpeg_ms(image, reps)
 
     figures = {

@@ -8,10 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import adapters as A
 from app.cli import build_parser
 from app.engines import Engines, build_engines, build_generator, build_tracker, gpu_function, settings_from_args
 from app.sessions import SessionStore
+from app.steps import edit as edit_step
+from app.steps import generate as generate_step
+from app.steps import layers, mask_files
+from app.steps import masks as masks_step
+from app.steps import project as project_step
+from app.steps import video as video_step
+from app.steps.common import StudioError
 from mvideo_core.extraction import Detections
 from tests.test_app_adapters import H, W, _frames
 
@@ -40,10 +46,10 @@ def tracked(tmp_path, tiny_generator):
     engines = _engines(tmp_path)
     engines.generator, engines.generation_status = tiny_generator
     session = SessionStore().get("g")
-    A.load_video(engines, session, write_video(tmp_path / "walk.mp4", _frames(), 8.0))
+    video_step.load_video(engines, session, write_video(tmp_path / "walk.mp4", _frames(), 8.0))
     session.candidates = [{"box": [18, 28, 58, 72], "score": 0.9, "label": "square", "frame": 0}]
-    A.add_candidates(engines, session, A.candidate_choices(session))
-    A.propagate(engines, session)
+    masks_step.add_candidates(engines, session, masks_step.candidate_choices(session))
+    masks_step.propagate(engines, session)
     return engines, session
 
 
@@ -53,8 +59,8 @@ def test_without_a_generator_generate_names_the_missing_weights_and_flags(tmp_pa
     engines = Engines(settings_from_args(args))
     engines.generator, engines.generation_status = build_generator(args, engines.settings)
     assert engines.generator is None
-    with pytest.raises(A.StudioError) as err:
-        A.check_generation(engines, "a dog", "", 4)
+    with pytest.raises(StudioError) as err:
+        generate_step.check_generation(engines, "a dog", "", 4)
     message = str(err.value)
     assert "--base-model" in message and "--mvideo-weights" in message and "--tiny-random" in message
 
@@ -89,16 +95,16 @@ def test_bad_generation_settings_name_the_field(tmp_path, field, value, message)
     engines.generator = object()
     form = {"prompt": "a dog", "negative_prompt": "", "seconds": 8, "steps": 2, "guidance": 6.0, "seed": 0}
     form[field] = value
-    with pytest.raises(A.StudioError, match=message):
-        A.check_generation(engines, **form)
+    with pytest.raises(StudioError, match=message):
+        generate_step.check_generation(engines, **form)
 
 
 def test_generate_streams_each_clip_then_the_final_video_and_record(tracked):
     engines, session = tracked
-    A.start_edit(engines, session, reset=True)
-    A.add_keyframe(engines, session, "1", 1.0, 1.5)
-    form = A.check_generation(engines, "a red square", "", 8, 1, 6.0, 3)
-    updates = list(A.generate(engines, session, form))
+    edit_step.start_edit(engines, session, reset=True)
+    edit_step.add_keyframe(engines, session, "1", 1.0, 1.5)
+    form = generate_step.check_generation(engines, "a red square", "", 8, 1, 6.0, 3)
+    updates = list(generate_step.generate(engines, session, form))
     clip_updates = [u for u in updates if u.clip]
     assert [Path(u.clip).name for u in clip_updates] == ["clip_000.mp4", "clip_001.mp4"]
     assert [len(u.clips) for u in clip_updates] == [1, 2]
@@ -113,24 +119,26 @@ def test_generate_streams_each_clip_then_the_final_video_and_record(tracked):
 
 def test_mask_guidance_reaches_the_pipeline_and_gets_its_own_folder(tracked):
     engines, session = tracked
-    off = A.check_generation(engines, "a red square", "", 4, 1, 6.0, 0)
-    on = A.check_generation(engines, "a red square", "", 4, 1, 6.0, 0, None, 2.5)
+    off = generate_step.check_generation(engines, "a red square", "", 4, 1, 6.0, 0)
+    on = generate_step.check_generation(engines, "a red square", "", 4, 1, 6.0, 0, None, 2.5)
     assert (off.mask_guidance, on.mask_guidance) == (1.0, 2.5)
-    final = list(A.generate(engines, session, on))[-1]
+    final = list(generate_step.generate(engines, session, on))[-1]
     assert json.loads(Path(final.record).read_text())["settings"]["mask_guidance_scale"] == 2.5
-    union = A.model_masks(engines, A.condition_masks(engines, session), 33)
-    assert A.generation_dir(session, on, union) != A.generation_dir(session, off, union)
+    union = generate_step.model_masks(engines, generate_step.condition_masks(engines, session), 33)
+    assert generate_step.generation_dir(session.project, on, union) != generate_step.generation_dir(
+        session.project, off, union
+    )
 
 
 def test_stop_keeps_finished_clips_and_the_same_settings_resume(tracked):
     engines, session = tracked
-    form = A.check_generation(engines, "a red square", "", 8, 1, 6.0, 0)
-    stream = A.generate(engines, session, form)
+    form = generate_step.check_generation(engines, "a red square", "", 8, 1, 6.0, 0)
+    stream = generate_step.generate(engines, session, form)
     for update in stream:
         if update.clip:
             session.cancel.set()  # Stop pressed while clip 2 is being made
     assert "Stopped after 1 finished clip(s)" in update.status
-    resumed = list(A.generate(engines, session, form))
+    resumed = list(generate_step.generate(engines, session, form))
     assert "resumed from disk" in resumed[1].status and resumed[-1].final
 
 
@@ -138,7 +146,9 @@ def test_text_only_generation_without_masks(tmp_path, tiny_generator):
     engines = _engines(tmp_path)
     engines.generator, engines.generation_status = tiny_generator
     session = SessionStore().get("t")
-    updates = list(A.generate(engines, session, A.check_generation(engines, "waves", "", 4, 1, 1.0, 0)))
+    updates = list(
+        generate_step.generate(engines, session, generate_step.check_generation(engines, "waves", "", 4, 1, 1.0, 0))
+    )
     assert "from text only" in updates[0].status and updates[-1].final
 
 
@@ -155,46 +165,48 @@ class FakeGrounder:
 def test_detect_draws_numbered_candidates_and_keeps_the_picked_ones(tmp_path, tracked):
     engines, session = tracked
     engines.grounder = FakeGrounder()
-    image, choices = A.detect(engines, session, "square . dog", 2)
+    image, choices = masks_step.detect(engines, session, "square . dog", 2)
     assert engines.grounder.calls == [((H, W, 3), ["square", "dog"])]
     assert choices == ["1: square (0.90)", "2: dog (0.40)"]
     assert image.shape == (H, W, 3) and not np.array_equal(image, session.frames[2])
-    A.add_candidates(engines, session, choices[1:])
-    assert [r[1] for r in A.objects_table(session)] == ["square", "dog"]
+    masks_step.add_candidates(engines, session, choices[1:])
+    assert [r[1] for r in masks_step.objects_table(session)] == ["square", "dog"]
     assert 2 in session.tracker_state.objects[2].prompts
 
 
-@pytest.mark.parametrize("fmt", list(A.MASK_FORMATS))
+@pytest.mark.parametrize("fmt", list(mask_files.MASK_FORMATS))
 def test_export_then_import_masks_in_every_format(tracked, fmt):
     engines, session = tracked
-    path = A.export_masks(session, fmt)
+    path = mask_files.export_masks(session, fmt)
     assert session.project.contains(path)
     before = session.masks.masks.copy()
-    A.import_masks(engines, session, path)
+    mask_files.import_masks(engines, session, path)
     iou = (before & session.masks.masks).sum() / (before | session.masks.masks).sum()
     assert iou >= 0.99
-    assert A.objects_table(session)[0][1] == "square"
+    assert masks_step.objects_table(session)[0][1] == "square"
 
 
 def test_importing_a_broken_mask_file_is_a_clear_error(tracked, tmp_path):
     engines, session = tracked
     bad = tmp_path / "masks.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(A.StudioError, match="could not be read as masks"):
-        A.import_masks(engines, session, bad)
+    with pytest.raises(StudioError, match="could not be read as masks"):
+        mask_files.import_masks(engines, session, bad)
     assert session.masks is not None  # the previous masks are kept
 
 
 def test_a_layer_from_a_mask_file_adds_a_second_subject(tracked):
     engines, session = tracked
-    A.start_edit(engines, session, reset=True)
-    path = A.export_masks(session, "NumPy npz")
-    recipe = A.add_layer_from_file(engines, session, path)
+    edit_step.start_edit(engines, session, reset=True)
+    path = mask_files.export_masks(session, "NumPy npz")
+    recipe = layers.add_layer_from_file(engines, session, path)
     assert len(recipe["layers"]) == 2
-    assert A.edited_masks(engines, session).num_objects == 2
+    assert edit_step.edited_masks(engines, session).num_objects == 2
     reopened = SessionStore().get("after-restart")
-    A.reopen_project(engines, reopened, session.project.project_id)  # the extra layer's source comes back too
-    assert A.edited_masks(engines, reopened).num_objects == 2
+    project_step.reopen_project(
+        engines, reopened, session.project.project_id
+    )  # the extra layer's source comes back too
+    assert edit_step.edited_masks(engines, reopened).num_objects == 2
 
 
 # -- flags and page ----------------------------------------------------------------------------------------------
@@ -234,18 +246,18 @@ def test_a_layer_from_another_projects_masks(tracked, tmp_path):
     other = SessionStore().get("other-video")
     from mvideo_core.video_io import write_video
 
-    A.load_video(engines, other, write_video(tmp_path / "second.mp4", _frames()[::-1].copy(), 8.0))
+    video_step.load_video(engines, other, write_video(tmp_path / "second.mp4", _frames()[::-1].copy(), 8.0))
     other.candidates = [{"box": [60, 28, 110, 72], "score": 0.9, "label": "square", "frame": 0}]
-    A.add_candidates(engines, other, A.candidate_choices(other))
-    A.propagate(engines, other)
-    A.start_edit(engines, session, reset=True)
-    recipe = A.add_layer_from_project(engines, session, other.project.project_id)
+    masks_step.add_candidates(engines, other, masks_step.candidate_choices(other))
+    masks_step.propagate(engines, other)
+    edit_step.start_edit(engines, session, reset=True)
+    recipe = layers.add_layer_from_project(engines, session, other.project.project_id)
     assert len(recipe["layers"]) == 2
-    np.testing.assert_array_equal(A.edited_masks(engines, session).masks[1], other.masks.masks[0])
+    np.testing.assert_array_equal(edit_step.edited_masks(engines, session).masks[1], other.masks.masks[0])
     empty = SessionStore().get("empty")
-    A.load_video(engines, empty, write_video(tmp_path / "third.mp4", _frames(), 8.0))
-    with pytest.raises(A.StudioError, match="has no extracted masks yet"):
-        A.add_layer_from_project(engines, session, empty.project.project_id)
+    video_step.load_video(engines, empty, write_video(tmp_path / "third.mp4", _frames(), 8.0))
+    with pytest.raises(StudioError, match="has no extracted masks yet"):
+        layers.add_layer_from_project(engines, session, empty.project.project_id)
 
 
 def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path, monkeypatch):
@@ -273,6 +285,6 @@ def test_detect_offers_at_most_ten_candidates_best_first(tracked):
             return Detections(boxes, scores, [f"thing{i}" for i in range(30)])
 
     engines.grounder = Many()
-    _, choices = A.detect(engines, session, "thing", 0)
-    assert len(choices) == A.MAX_CANDIDATES
+    _, choices = masks_step.detect(engines, session, "thing", 0)
+    assert len(choices) == masks_step.MAX_CANDIDATES
     assert choices[0] == "1: thing29 (0.90)" and choices[-1].startswith("10: thing20")

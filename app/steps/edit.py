@@ -1,0 +1,269 @@
+"""Step 3, the edit: a recipe over the extracted masks (keyframed zoom/pan, terrain, timing), with undo/redo.
+
+Every accepted edit is rendered first (a failing edit leaves the history unchanged) and autosaved as recipe.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.engines import Engines
+from app.sessions import Session
+from app.steps.common import StudioError, match_length, require_project, require_video, to_json
+from editing.preview import preview_frame as render_preview_frame
+from editing.preview import preview_video
+from editing.recipe import RecipeError, UndoStack, load, recipe_from_maskset, render, save
+from mvideo_core.masks import MaskSet
+from mvideo_core.video_io import write_clip
+
+Recipe = dict[str, Any]
+
+MAIN_SOURCE = "video"
+TERRAINS = ("flat", "uphill", "downhill", "arc", "stairs")
+
+
+def edit_sources(session: Session) -> dict[str, MaskSet]:
+    """Recipe source name -> MaskSet: the extracted masks ("video") plus layers added from mask files/samples."""
+    sources = dict(session.extra_sources)
+    if session.masks is not None:
+        sources[MAIN_SOURCE] = session.masks
+    return sources
+
+
+def start_edit(engines: Engines, session: Session, reset: bool = False) -> Recipe:
+    """The current recipe; the first call (or `reset`) starts from one layer per extracted object."""
+    if session.undo is not None and session.undo.current is not None and not reset:
+        return session.undo.current
+    if session.masks is None or session.masks.num_objects == 0:
+        raise StudioError("no masks to edit yet: extract them in step 2 (Propagate) or import a mask file")
+    recipe = recipe_from_maskset(MAIN_SOURCE, session.masks)
+    if session.undo is None or reset:
+        session.undo = UndoStack(recipe)
+    else:
+        session.undo.push(recipe)
+    autosave_recipe(session)
+    return session.undo.current
+
+
+def history(session: Session) -> UndoStack:
+    """The session's edit history (after `start_edit`)."""
+    if session.undo is None:
+        raise StudioError("no edit yet: press Start editing")
+    return session.undo
+
+
+def autosave_recipe(session: Session) -> None:
+    if session.project is not None and session.undo is not None and session.undo.current is not None:
+        session.project.save_recipe(session.undo.current)
+
+
+def push(session: Session, recipe: Recipe) -> Recipe:
+    """Validate by rendering, then record the edit (a failing edit leaves the history unchanged)."""
+    try:
+        rendered = render_recipe(session, recipe)
+    except (RecipeError, ValueError) as err:
+        raise StudioError(f"that edit cannot be applied: {err}") from err
+    current = history(session).push(recipe)
+    session.edited, session.edited_key = rendered, to_json(current)
+    autosave_recipe(session)
+    return current
+
+
+def render_recipe(session: Session, recipe: Recipe) -> MaskSet:
+    return render(recipe, edit_sources(session))
+
+
+def edited_masks(engines: Engines, session: Session) -> MaskSet:
+    """The masks the recipe renders to (cached per recipe); the model's condition comes from these."""
+    recipe = start_edit(engines, session)
+    key = to_json(recipe)
+    if session.edited is None or session.edited_key != key:
+        try:
+            session.edited = render_recipe(session, recipe)
+        except ValueError as err:
+            raise StudioError(f"the recipe cannot be rendered: {err}") from err
+        session.edited_key = key
+    return session.edited
+
+
+def find_layer(recipe: Recipe, layer_id: Any) -> dict[str, Any]:
+    """The recipe's layer with this id (a dropdown value such as "2" or "2: name")."""
+    if layer_id in (None, ""):
+        raise StudioError("choose a layer first")
+    for lay in recipe["layers"]:
+        if str(lay.get("id")) == str(layer_id).split(":")[0]:
+            return lay
+    raise StudioError(f"there is no layer {layer_id}; layers: {[lay.get('id') for lay in recipe['layers']]}")
+
+
+def recipe_summary(recipe: Recipe) -> str:
+    """One line per layer: what the edit does, e.g. `1 object 1: zoom/pan (2 keys), terrain uphill`."""
+    lines = []
+    for lay in recipe["layers"]:
+        parts = []
+        for op in lay.get("ops", []):
+            if op["op"] == "transform":
+                parts.append(f"zoom/pan ({len(op['keys'])} keys)")
+            elif op["op"] == "terrain":
+                parts.append(f"terrain {op['profile']} {op.get('rise', 0.25):+g}")
+            else:
+                parts.append(op["op"])
+        for op in lay.get("timeline", []):
+            parts.append(op["op"])
+        if lay.get("start"):
+            parts.append(f"starts at {lay['start']:g} s")
+        if lay.get("speed", 1.0) != 1.0:
+            parts.append(f"speed x{lay['speed']:g}")
+        lines.append(f"- layer {lay['id']} ({lay.get('name', lay['source'])}): {', '.join(parts) or 'as extracted'}")
+    return "\n".join(lines)
+
+
+def layer_choices(session: Session) -> list[tuple[str, str]]:
+    recipe = session.undo.current if session.undo is not None else None
+    if not recipe:
+        return []
+    return [(f"{lay['id']}: {lay.get('name', lay['source'])}", str(lay["id"])) for lay in recipe["layers"]]
+
+
+def recipe_duration(recipe: Recipe) -> float:
+    return recipe["target"]["num_frames"] / recipe["target"]["fps"]
+
+
+def add_keyframe(
+    engines: Engines,
+    session: Session,
+    layer_id: Any,
+    t: float,
+    scale: float = 1.0,
+    x: float = 0.0,
+    y: float = 0.0,
+    rotate: float = 0.0,
+    ease: str = "linear",
+    anchor: str = "centroid",
+) -> Recipe:
+    """Add (or replace, at the same time) a zoom/pan/rotate keyframe on a layer; an identity key starts at 0 s."""
+    recipe = start_edit(engines, session)
+    lay = find_layer(recipe, layer_id)
+    duration = recipe_duration(recipe)
+    t = float(t or 0.0)
+    if not 0 <= t <= duration + 1e-9:
+        raise StudioError(f"keyframe time {t:g} s is outside the edit's 0..{duration:.2f} s")
+    if not scale or scale <= 0:
+        raise StudioError(f"zoom must be > 0 (1 = unchanged, 2 = twice as large), got {scale}")
+    ops = lay.setdefault("ops", [])
+    op = next((o for o in ops if o["op"] == "transform"), None)
+    if op is None:
+        op = {"op": "transform", "anchor": anchor, "keys": []}
+        ops.insert(0, op)
+        if t > 0:
+            op["keys"].append({"t": 0.0, "scale": 1.0, "x": 0.0, "y": 0.0, "rotate": 0.0})
+    op["anchor"] = anchor
+    key = {"t": t, "scale": float(scale), "x": float(x or 0), "y": float(y or 0), "rotate": float(rotate or 0)}
+    key["ease"] = ease
+    op["keys"] = sorted([k for k in op["keys"] if abs(k["t"] - t) > 1e-9] + [key], key=lambda k: k["t"])
+    return push(session, recipe)
+
+
+def clear_keyframes(engines: Engines, session: Session, layer_id: Any) -> Recipe:
+    recipe = start_edit(engines, session)
+    lay = find_layer(recipe, layer_id)
+    lay["ops"] = [o for o in lay.get("ops", []) if o["op"] != "transform"]
+    return push(session, recipe)
+
+
+def set_terrain(
+    engines: Engines, session: Session, layer_id: Any, profile: str, rise: float, tilt: float = 0.0
+) -> Recipe:
+    """Replace the layer's terrain warp (`flat` removes it); `rise` is the climb as a fraction of frame height."""
+    if profile not in TERRAINS:
+        raise StudioError(f"terrain must be one of {', '.join(TERRAINS)}, got {profile!r}")
+    recipe = start_edit(engines, session)
+    lay = find_layer(recipe, layer_id)
+    ops = [o for o in lay.get("ops", []) if o["op"] != "terrain"]
+    if profile != "flat":
+        ops.append({"op": "terrain", "profile": profile, "rise": float(rise), "tilt": float(tilt or 0.0)})
+    lay["ops"] = ops
+    return push(session, recipe)
+
+
+def set_timing(
+    engines: Engines, session: Session, layer_id: Any, start: float, speed: float, retime_seconds: float = 0.0
+) -> Recipe:
+    """Layer time offset (s), playback speed, and optionally retime its motion to a duration (loops to fill)."""
+    recipe = start_edit(engines, session)
+    lay = find_layer(recipe, layer_id)
+    if not speed or speed <= 0:
+        raise StudioError(f"speed must be > 0 (1 = as filmed, 2 = twice as fast), got {speed}")
+    lay["start"] = float(start or 0.0)
+    lay["speed"] = float(speed)
+    timeline_ops = [o for o in lay.get("timeline", []) if o["op"] != "retime"]
+    if retime_seconds and retime_seconds > 0:
+        timeline_ops.append({"op": "retime", "duration": float(retime_seconds), "mode": "loop"})
+    lay["timeline"] = timeline_ops
+    return push(session, recipe)
+
+
+def set_length(engines: Engines, session: Session, seconds: float) -> Recipe:
+    """Length of the edited motion in seconds (frames = seconds * fps + 1; layers loop to fill it)."""
+    recipe = start_edit(engines, session)
+    if not seconds or seconds <= 0 or seconds > engines.settings.max_seconds * 4:
+        raise StudioError(f"length must be between 0 and {engines.settings.max_seconds * 4:g} s, got {seconds}")
+    fps = recipe["target"]["fps"]
+    recipe["target"]["num_frames"] = int(round(seconds * fps)) + 1
+    for lay in recipe["layers"]:
+        lay.setdefault("extend", "loop")
+    return push(session, recipe)
+
+
+def undo(engines: Engines, session: Session) -> Recipe:
+    start_edit(engines, session)
+    if not history(session).can_undo:
+        raise StudioError("nothing to undo")
+    recipe = history(session).undo()
+    autosave_recipe(session)
+    return recipe
+
+
+def redo(engines: Engines, session: Session) -> Recipe:
+    start_edit(engines, session)
+    if not history(session).can_redo:
+        raise StudioError("nothing to redo")
+    recipe = history(session).redo()
+    autosave_recipe(session)
+    return recipe
+
+
+def edit_preview_frame(engines: Engines, session: Session, frame_idx: Any) -> np.ndarray:
+    """One frame of the edited masks over the source video: uint8 [H, W, 3] (live preview while scrubbing)."""
+    masks = edited_masks(engines, session)
+    idx = min(max(int(frame_idx or 0), 0), masks.num_frames - 1)
+    background = match_length(require_video(session), masks.num_frames)
+    return render_preview_frame(masks, idx, background[idx])
+
+
+def edit_preview_video(engines: Engines, session: Session) -> str:
+    """The whole edited motion as an overlay video in the project folder."""
+    masks = edited_masks(engines, session)
+    frames = preview_video(masks, match_length(require_video(session), masks.num_frames))
+    return str(write_clip(require_project(session).output_path("edit_preview.mp4"), frames, masks.fps))
+
+
+def recipe_file(engines: Engines, session: Session) -> str:
+    """The current recipe as a JSON file to download."""
+    recipe = start_edit(engines, session)
+    return str(save(recipe, require_project(session).output_path("recipe.json")))
+
+
+def load_recipe_file(engines: Engines, session: Session, path: str | Path | None) -> Recipe:
+    """Replace the edit with an uploaded recipe (validated against this session's sources first)."""
+    if path is None or str(path) == "":
+        raise StudioError("choose a recipe .json file")
+    start_edit(engines, session)
+    try:
+        recipe = load(path)
+    except RecipeError as err:
+        raise StudioError(f"{Path(path).name} is not a usable recipe: {err}") from err
+    return push(session, recipe)
