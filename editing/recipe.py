@@ -464,3 +464,21 @@ class UndoStack:
         self._past.append(self._current)
         self._current = self._future.pop()
         return self.current
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole history as JSON-ready data: {"past": [...], "current": ..., "future": [...]} (recipes)."""
+        return {
+            "past": [json.loads(t) for t in self._past],
+            "current": self.current,
+            "future": [json.loads(t) for t in self._future],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], limit: int = 200) -> UndoStack:
+        """A history saved by `to_dict`; every recipe in it is validated (a bad one raises `RecipeError`)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("past", []), list):
+            raise RecipeError("an undo history is {'past': [...], 'current': recipe, 'future': [...]}")
+        stack = cls(data.get("current"), limit=limit)
+        stack._past = [dumps(r) for r in data.get("past", [])][-limit:]
+        stack._future = [dumps(r) for r in data.get("future", [])]
+        return stack

@@ -213,6 +213,21 @@ def test_undo_history_is_bounded_and_empty_undo_is_refused():
     assert undone == [8, 7, 6] and not stack.can_undo
 
 
+def test_undo_history_round_trips_through_json_and_refuses_a_bad_entry():
+    stack = UndoStack(base_recipe(z=0))
+    for z in (1, 2, 3):
+        stack.push(base_recipe(z=z))
+    stack.undo()  # one step in the redo branch
+    again = UndoStack.from_dict(json.loads(json.dumps(stack.to_dict())))
+    assert again.to_dict() == stack.to_dict() and again.can_redo
+    assert again.redo()["layers"][0]["z"] == 3 and again.undo()["layers"][0]["z"] == 2
+    assert [again.undo()["layers"][0]["z"] for _ in range(2)] == [1, 0] and not again.can_undo
+    with pytest.raises(RecipeError, match="unknown op"):
+        UndoStack.from_dict({"past": [base_recipe(ops=[{"op": "blur"}])], "current": base_recipe(), "future": []})
+    with pytest.raises(RecipeError, match="an undo history is"):
+        UndoStack.from_dict({"past": "nope"})
+
+
 def test_identity_recipe_from_a_maskset_renders_it_back():
     src = blob_set(k=2)
     recipe = recipe_from_maskset("pair", src)
