@@ -78,6 +78,20 @@ def conform(
     return out
 
 
+def hide_covered(stack: np.ndarray, occlusion: str) -> np.ndarray:
+    """With occlusion "visible", remove from each object of bool [K, T, H, W] (bottom to top) the pixels covered by
+    the objects above it, in place; "full" leaves the stack as it is."""
+    if occlusion not in OCCLUSIONS:
+        raise EditError(f"occlusion must be one of {list(OCCLUSIONS)}, got {occlusion!r}")
+    if occlusion == "visible" and len(stack) > 1:
+        above = np.zeros(stack.shape[1:], dtype=bool)
+        for k in range(len(stack) - 1, -1, -1):
+            covered = above.copy()
+            above |= stack[k]
+            stack[k] &= ~covered
+    return stack
+
+
 def composite(layers: Sequence[Layer], occlusion: str = "full", fps: float = 8.0) -> MaskSet:
     """Stack layers into a MaskSet ordered bottom (lowest z) to top; see the module docstring for occlusion."""
     if occlusion not in OCCLUSIONS:
@@ -89,12 +103,7 @@ def composite(layers: Sequence[Layer], occlusion: str = "full", fps: float = 8.0
         raise EditError(f"all layers must be on the same target [T, H, W], got {sorted(shapes)}; conform them first")
     order = sorted(range(len(layers)), key=lambda i: layers[i].z)  # stable: equal z keeps the given order
     stack = np.stack([layers[i].masks for i in order])  # [K, T, H, W]
-    if occlusion == "visible" and len(order) > 1:
-        above = np.zeros(stack.shape[1:], dtype=bool)
-        for k in range(len(order) - 1, -1, -1):
-            covered = above.copy()
-            above |= stack[k]
-            stack[k] &= ~covered
+    hide_covered(stack, occlusion)
     return MaskSet(
         stack,
         fps,

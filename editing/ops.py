@@ -15,9 +15,18 @@ from typing import Any
 import numpy as np
 
 from editing import cleanup, timeline
-from editing.path import check_points, check_scale, follow_path
-from editing.terrain import ALONG, PROFILES, check_profile, terrain_warp
-from editing.transforms import EASES, NAMED_ANCHORS, EditError, check_anchor, check_keyframes, keyframed_transform
+from editing.path import check_points, check_scale, follow_path, path_matrices_from
+from editing.terrain import ALONG, PROFILES, check_profile, terrain_matrices_from, terrain_warp
+from editing.transforms import (
+    EASES,
+    NAMED_ANCHORS,
+    AnchorOf,
+    EditError,
+    check_anchor,
+    check_keyframes,
+    keyframed_matrices_from,
+    keyframed_transform,
+)
 from mvideo_core.masks import MaskSet
 
 STAGES = ("timeline", "ops")  # the layer list each op belongs in
@@ -127,13 +136,15 @@ class RenderContext:
     where: str = ""
     pool: list[np.ndarray] = field(default_factory=list)  # timeline ops: clips the frame indices point into
     warnings: list[str] = field(default_factory=list)
+    box_cache: dict = field(default_factory=dict)  # bounding boxes of source frames, shared by a render's layers
     object_masks: Callable[..., tuple[np.ndarray, float, str]] | None = None  # (source, object, where) -> masks
 
 
 @dataclass(frozen=True)
 class OpSpec:
     """One recipe op: `apply(value, op, ctx)` gets frame indices [N] (timeline ops) or bool masks [T, H, W]
-    (spatial ops) and returns the same kind; `check(op, ctx)` raises EditError for cross-parameter problems."""
+    (spatial ops) and returns the same kind; `check(op, ctx)` raises EditError for cross-parameter problems;
+    affine ops give `matrices` too."""
 
     name: str
     stage: str  # "timeline" or "ops"
@@ -142,6 +153,9 @@ class OpSpec:
     apply: Callable[[Any, Mapping[str, Any], RenderContext], Any]
     check: Callable[[Mapping[str, Any], CheckContext], None] | None = None
     label: str = ""
+    # Affine ops also give their per-frame canvas matrices [T, 2, 3] from the frames' anchors, so a render can
+    # fold them into the placement of the source frames and warp each frame once: (anchor_of, count, op, ctx).
+    matrices: Callable[[AnchorOf, int, Mapping[str, Any], RenderContext], np.ndarray] | None = None
 
     @property
     def param(self) -> dict[str, Param]:
@@ -355,6 +369,9 @@ register(
         lambda masks, op, ctx: keyframed_transform(masks, ctx.fps, op["keys"], op.get("anchor", "centroid")),
         _transform_check,
         "Camera: keyframed zoom / pan / rotate",
+        lambda anchor_of, n, op, ctx: keyframed_matrices_from(
+            anchor_of, n, np.arange(n) / ctx.fps, op["keys"], op.get("anchor", "centroid")
+        ),
     )
 )
 PATH_POINT_PARAMS = (  # the fields of one path point
@@ -377,9 +394,11 @@ def _path_check(op: Mapping[str, Any], ctx: CheckContext) -> None:
     check_anchor(op.get("anchor", "centroid"))
 
 
+PATH_OPTIONS = ("anchor", "smooth", "orient", "scale")
+
+
 def _path(masks: np.ndarray, op: Mapping[str, Any], ctx: RenderContext) -> np.ndarray:
-    options = {k: op[k] for k in ("anchor", "smooth", "orient", "scale") if k in op}
-    return follow_path(masks, ctx.fps, op["points"], **options)
+    return follow_path(masks, ctx.fps, op["points"], **{k: op[k] for k in PATH_OPTIONS if k in op})
 
 
 register(
@@ -406,6 +425,9 @@ register(
         _path,
         _path_check,
         "Path: drag along a drawn path",
+        lambda anchor_of, n, op, ctx: path_matrices_from(
+            anchor_of, n, np.arange(n) / ctx.fps, op["points"], **{k: op[k] for k in PATH_OPTIONS if k in op}
+        ),
     )
 )
 register(
@@ -452,6 +474,14 @@ register(
         _terrain,
         _terrain_check,
         "Terrain",
+        lambda anchor_of, n, op, ctx: terrain_matrices_from(
+            anchor_of,
+            n,
+            ctx.size,
+            ctx.fps,
+            op["profile"],
+            **{k: v for k, v in op.items() if k not in ("op", "profile")},
+        ),
     )
 )
 register(
@@ -477,26 +507,12 @@ register(
         label="Remove specks",
     )
 )
-register(
-    OpSpec(
-        "dilate",
-        "ops",
-        "Grow the silhouette by a disc.",
-        (Param("radius", "integer", "pixels", required=True, default=2, lo=0, hi=256, label="Radius (px)"),),
-        lambda m, op, ctx: cleanup.dilate(m, op["radius"]),
-        label="Grow",
-    )
-)
-register(
-    OpSpec(
-        "erode",
-        "ops",
-        "Shrink the silhouette by a disc.",
-        (Param("radius", "integer", "pixels", required=True, default=2, lo=0, hi=256, label="Radius (px)"),),
-        lambda m, op, ctx: cleanup.erode(m, op["radius"]),
-        label="Shrink",
-    )
-)
+_RADIUS = Param("radius", "integer", "pixels", required=True, default=2, lo=0, hi=256, label="Radius (px)")
+for _name, _doc, _fn, _label in (
+    ("dilate", "Grow the silhouette by a disc.", cleanup.dilate, "Grow"),
+    ("erode", "Shrink the silhouette by a disc.", cleanup.erode, "Shrink"),
+):
+    register(OpSpec(_name, "ops", _doc, (_RADIUS,), lambda m, op, ctx, fn=_fn: fn(m, op["radius"]), label=_label))
 register(
     OpSpec(
         "smooth",

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from editing.transforms import EditError, affine_matrix, anchor_point, check_anchor, mask_bbox, warp_masks
+from editing.transforms import (
+    AnchorOf,
+    EditError,
+    affine_matrix,
+    array_anchors,
+    check_anchor,
+    mask_bbox,
+    warp_masks,
+)
 
 MAX_SCALE = 100.0
 
@@ -89,25 +97,25 @@ def path_headings(points: Any, times: np.ndarray, smooth: bool = False) -> np.nd
     return np.unwrap(np.radians(np.r_[start_angle, angle]))[1:] * 180 / np.pi - start_angle
 
 
-def path_matrices(
-    masks: np.ndarray,
+def path_matrices_from(
+    anchor_of: AnchorOf,
+    count: int,
     times: np.ndarray,
     points: Any,
     anchor: Any = "centroid",
     smooth: bool = False,
     orient: bool = False,
     scale: Any = 1.0,
-    boxes: list | None = None,
 ) -> np.ndarray:
-    """[T, 2, 3] matrices that put each frame's anchor of bool [T, H, W] on the path; empty frames get identity."""
+    """[count, 2, 3] matrices that put each frame's anchor (`anchor_of(i, anchor)`) on the path at `times`."""
     anchor = check_anchor(anchor)
     kt, _ = check_points(points)
     target = path_positions(points, times, smooth)
     turn = path_headings(points, times, smooth) if orient else np.zeros(len(times))
     factors = np.interp(np.asarray(times, dtype=np.float64), kt, check_scale(scale, len(kt)))
-    mats = np.tile(np.eye(2, 3), (masks.shape[0], 1, 1))
-    for i in range(masks.shape[0]):
-        a = anchor_point(masks[i], anchor, boxes[i] if boxes is not None else "find")
+    mats = np.tile(np.eye(2, 3), (count, 1, 1))
+    for i in range(count):
+        a = anchor_of(i, anchor)
         if a is None:
             continue
         dx, dy = target[i, 0] - a[0], target[i, 1] - a[1]
@@ -128,4 +136,5 @@ def follow_path(
     """Move bool [T, H, W] so its anchor follows the path; frame i sits at time start + i / fps seconds."""
     times = start + np.arange(masks.shape[0]) / float(fps)
     boxes = [mask_bbox(m) for m in masks]
-    return warp_masks(masks, path_matrices(masks, times, points, anchor, smooth, orient, scale, boxes), boxes)
+    mats = path_matrices_from(array_anchors(masks, boxes), len(masks), times, points, anchor, smooth, orient, scale)
+    return warp_masks(masks, mats, boxes)

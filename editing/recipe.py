@@ -58,7 +58,8 @@ import numpy as np
 
 from editing import timeline
 from editing.boxes import box_masks, check_boxes, check_shape
-from editing.composite import FITS, OCCLUSIONS, Layer, composite, fit_size, placement_indices
+from editing.composite import FITS, OCCLUSIONS, hide_covered, placement_indices
+from editing.frames import LayerFrames, fit_matrix
 from editing.ops import OPS, CheckContext, Param, RecipeError, RenderContext, check_op, ops_in
 from editing.ops import markdown as ops_markdown
 from editing.transforms import EditError
@@ -324,72 +325,66 @@ def _box_source(
         raise RecipeError(f"{where}.shape: frame {frame} of {shape['source']!r}: {err}") from None
 
 
-def _render_layer(
-    lay: Mapping[str, Any], i: int, target: Mapping[str, Any], sources: Mapping[str, MaskSet]
-) -> tuple[Layer, list[str]]:
-    """One layer on the target canvas and timeline, and its warnings (e.g. frames where it leaves the frame)."""
-    where = f"layers[{i}]"
-    fps, n, size = float(target["fps"]), int(target["num_frames"]), (int(target["height"]), int(target["width"]))
-    ctx = RenderContext(fps, size, n, sources, where, object_masks=lambda *a: _object_masks(sources, *a))
+def _render_layer(lay: Mapping[str, Any], i: int, ctx: RenderContext, out: np.ndarray) -> tuple[str, list[str]]:
+    """Render one layer into zeroed `out` [T, H, W] (its slot of the output); returns its name and its warnings
+    (e.g. frames where it leaves the frame)."""
+    where = ctx.where = f"layers[{i}]"
+    fps, n, size = ctx.fps, ctx.num_frames, ctx.size
     if "boxes" in lay:
-        base, base_fps, base_name = _box_source(lay, fps, n, size, sources, where), fps, "boxes"
+        base, base_fps, base_name = _box_source(lay, fps, n, size, ctx.sources, where), fps, "boxes"
     else:
-        base, base_fps, base_name = _object_masks(sources, lay["source"], lay.get("object"), where)
+        base, base_fps, base_name = _object_masks(ctx.sources, lay["source"], lay.get("object"), where)
     # 1. Resample to the target fps at the layer's speed; frames are indices into a pool of source clips.
-    ctx.pool.append(base)
+    ctx.pool, ctx.warnings = [base], []
     try:
         seq = timeline.resample_indices(len(base), base_fps, fps, lay.get("speed", 1.0))
     except EditError as err:
         raise RecipeError(f"{where}.speed: {err}") from None
-    # 2. Timeline ops on indices (one gather at the end).
+    # 2. Timeline ops on indices (nothing is copied).
     for j, op in enumerate(lay.get("timeline", [])):
         ctx.where = f"{where}.timeline[{j}] ({op['op']})"
         try:
             seq = OPS[op["op"]].apply(seq, op, ctx)
         except EditError as err:
             raise RecipeError(f"{ctx.where}: {err}") from None
-    # 3. Place on the target timeline and resize to the target canvas: masks [n, H, W].
-    pool = ctx.pool
+    # 3. Place on the target timeline: per target frame a view of its source frame and the resize onto the canvas.
     place = placement_indices(len(seq), n, int(round(lay.get("start", 0.0) * fps)), lay.get("extend", "none"))
-    frames = np.where(place >= 0, seq[np.maximum(place, 0)], -1)  # global pool index per target frame
-    start, fit = 0, lay.get("fit", "crop")
-    if len(pool) == 1 and (frames >= 0).all():  # the common case: one clip covering the target, one gather
-        pool = []
-        masks = fit_size(base[frames], size, fit)
-    else:
-        masks = np.zeros((n, *size), dtype=bool)
-    for clip in pool:
-        sel = (frames >= start) & (frames < start + len(clip))
-        if sel.any():
-            masks[sel] = fit_size(clip[frames[sel] - start], size, fit)
-        start += len(clip)
-    # 4. Spatial ops on the target timeline.
-    inside = _inside_frame(masks) if lay.get("ops") else None
-    for j, op in enumerate(lay.get("ops", [])):
+    starts = np.cumsum([0] + [len(c) for c in ctx.pool])
+    fit = lay.get("fit", "crop")
+    resize = [fit_matrix(c.shape[1:], size, fit) for c in ctx.pool]
+    views, mats, keys = [None] * n, [None] * n, [None] * n
+    for t in np.flatnonzero(place >= 0).tolist():
+        g = int(seq[place[t]])
+        c = int(np.searchsorted(starts, g, side="right")) - 1
+        views[t], mats[t], keys[t] = ctx.pool[c][g - starts[c]], resize[c], (id(ctx.pool[c]), g - starts[c])
+    ctx.box_cache.setdefault("clips", []).extend(ctx.pool)  # alive for the render, so their ids stay unique keys
+    frames = LayerFrames(size, views, mats, keys, ctx.box_cache, fit)
+    # 4. Spatial ops on the target timeline. Affine ops warp the source frames straight into their output (the
+    # layer's output slot when they come last); the others work on the frames as an array.
+    ops = lay.get("ops", [])
+    inside = frames.inside() if ops else None
+    for j, op in enumerate(ops):
         ctx.where = f"{where}.ops[{j}] ({op['op']})"
+        spec = OPS[op["op"]]
         try:
-            masks = OPS[op["op"]].apply(masks, op, ctx)
+            if spec.matrices is not None:
+                mats = spec.matrices(frames.anchor, n, op, ctx)
+                dest = out if j == len(ops) - 1 else np.zeros((n, *size), dtype=bool)
+                frames = LayerFrames.from_array(dest, frames.warp(mats, dest))
+            else:
+                frames = LayerFrames.from_array(np.ascontiguousarray(spec.apply(frames.materialize(), op, ctx)))
         except EditError as err:
             raise RecipeError(f"{ctx.where}: {err}") from None
-    layer = Layer(np.ascontiguousarray(masks), int(lay.get("id", i + 1)), lay.get("name", base_name), lay.get("z", 0))
-    if inside is not None and (left := np.flatnonzero(inside & ~_inside_frame(layer.masks))).size:
+    if frames.array is not out:
+        frames.materialize(out) if frames.array is None else np.copyto(out, frames.array)
+    obj_id, name = int(lay.get("id", i + 1)), lay.get("name", base_name)
+    if inside is not None and (left := np.flatnonzero(inside & ~frames.inside())).size:
         ctx.warnings.append(
-            f"layer {layer.obj_id} ({layer.name}) leaves the frame in frames {_frame_ranges(left)} "
+            f"layer {obj_id} ({name}) leaves the frame in frames {_frame_ranges(left)} "
             f"({left[0] / fps:.2f}-{left[-1] / fps:.2f} s): its edits push part of it past the edge, where it is "
             "cut off; move it, scale it down or use a smaller rise"
         )
-    return layer, ctx.warnings
-
-
-def _inside_frame(masks: np.ndarray) -> np.ndarray:
-    """bool [T]: the frame holds a silhouette that does not touch the canvas edge (nothing of it is cut off)."""
-    edge = (
-        masks[:, 0].any(axis=1) | masks[:, -1].any(axis=1) | masks[:, :, 0].any(axis=1) | masks[:, :, -1].any(axis=1)
-    )
-    t, h, w = masks.shape
-    flat = masks.reshape(t, h * w)
-    present = np.bitwise_or.reduce(flat.view(np.uint64), axis=1) != 0 if (h * w) % 8 == 0 else flat.any(axis=1)
-    return present & ~edge
+    return name, ctx.warnings
 
 
 def _frame_ranges(frames: np.ndarray) -> str:
@@ -400,20 +395,26 @@ def _frame_ranges(frames: np.ndarray) -> str:
 
 
 def render(recipe: Mapping[str, Any], sources: Mapping[str, MaskSet]) -> MaskSet:
-    """Replay a recipe on its sources (name -> MaskSet): bool [K, T, H, W] on the target; deterministic.
-    `meta["warnings"]` lists what the user should know (a layer leaving the frame, with the frames)."""
+    """Replay a recipe on its sources (name -> MaskSet): bool [K, T, H, W] on the target, layers ordered bottom
+    (lowest z) to top; deterministic. `meta["warnings"]` lists what the user should know (a layer leaving the
+    frame, with the frames)."""
     recipe = validate(recipe)
     if not isinstance(sources, Mapping):
         raise RecipeError(f"sources must be a dict of name -> MaskSet, got {type(sources).__name__}")
-    target = recipe["target"]
-    layers, warnings = [], []
-    for i, lay in enumerate(recipe["layers"]):
-        layer, layer_warnings = _render_layer(lay, i, target, sources)
-        layers.append(layer)
+    target, layers = recipe["target"], recipe["layers"]
+    n, size = int(target["num_frames"]), (int(target["height"]), int(target["width"]))
+    ctx = RenderContext(float(target["fps"]), size, n, sources, object_masks=lambda *a: _object_masks(sources, *a))
+    order = sorted(range(len(layers)), key=lambda i: layers[i].get("z", 0))  # stable: equal z keeps recipe order
+    out = np.zeros((len(layers), n, *size), dtype=bool)  # each layer renders into its slot: no stacking copy
+    names, warnings = {}, []
+    for k, i in enumerate(order):
+        names[i], layer_warnings = _render_layer(layers[i], i, ctx, out[k])
         warnings += layer_warnings
-    out = composite(layers, recipe.get("occlusion", "full"), fps=float(target["fps"]))
-    out.meta.update({"recipe_version": VERSION, "warnings": warnings})
-    return out
+    occlusion = recipe.get("occlusion", "full")
+    hide_covered(out, occlusion)
+    ids = [int(layers[i].get("id", i + 1)) for i in order]
+    meta = {"occlusion": occlusion, "recipe_version": VERSION, "warnings": warnings}
+    return MaskSet(out, ctx.fps, ids=ids, names=[names[i] for i in order], meta=meta)
 
 
 # -- undo / redo ---------------------------------------------------------------------------------------------------

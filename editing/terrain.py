@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from editing.transforms import EditError, affine_matrix, anchor_point, mask_bbox, warp_masks
+from editing.transforms import AnchorOf, EditError, affine_matrix, array_anchors, mask_bbox, warp_masks
 
 PROFILES = ("flat", "uphill", "downhill", "arc", "stairs", "polyline")
 ALONG = ("time", "x")
@@ -59,8 +59,10 @@ def profile_height(
     return np.interp(p, pts[:, 0], pts[:, 1])
 
 
-def terrain_warp(
-    masks: np.ndarray,
+def terrain_matrices_from(
+    anchor_of: AnchorOf,
+    count: int,
+    size: tuple[int, int],
     fps: float,
     profile: str = "uphill",
     *,
@@ -73,7 +75,8 @@ def terrain_warp(
     end: float | None = None,
     time_offset: float = 0.0,
 ) -> np.ndarray:
-    """Move each frame of bool [T, H, W] so the ground contact follows `profile`.
+    """[count, 2, 3] matrices that move each frame so its ground contact (`anchor_of(i, "bottom")` on an (H, W) =
+    `size` canvas) follows `profile`; frames without a subject get identity.
 
     `along="time"`: progress runs from 0 at `start` to 1 at `end` seconds (default: the first and last frames
     where the subject is present);
@@ -89,23 +92,22 @@ def terrain_warp(
         raise EditError(f"terrain 'along' must be one of {list(ALONG)}, got {along!r}")
     if isinstance(tilt, bool) or not isinstance(tilt, int | float) or not -1 <= tilt <= 1:
         raise EditError(f"terrain tilt is a fraction of the slope angle in [-1, 1], got {tilt!r}")
-    t_count, h, w = masks.shape
-    boxes = [mask_bbox(m) for m in masks]
-    contacts = [anchor_point(masks[i], "bottom", boxes[i]) for i in range(t_count)]
-    present = [i for i in range(t_count) if contacts[i] is not None]
-    mats = np.tile(np.eye(2, 3), (t_count, 1, 1))
+    h, w = size
+    contacts = [anchor_of(i, "bottom") for i in range(count)]
+    present = [i for i in range(count) if contacts[i] is not None]
+    mats = np.tile(np.eye(2, 3), (count, 1, 1))
     if not present:
-        return masks.copy()
+        return mats
     # 1. Progress of each frame along the path.
     if along == "time":
-        times = time_offset + np.arange(t_count) / float(fps)
+        times = time_offset + np.arange(count) / float(fps)
         t0 = times[present[0]] if start is None else start
         t1 = times[present[-1]] if end is None else end
         if (start is not None or end is not None) and t1 <= t0:
             raise EditError(f"terrain needs start < end seconds, got start={t0}, end={t1}")
-        p = (times - t0) / (t1 - t0) if t1 > t0 else np.zeros(t_count)
+        p = (times - t0) / (t1 - t0) if t1 > t0 else np.zeros(count)
     else:
-        p = np.array([contacts[i][0] / max(w - 1, 1) if contacts[i] else 0.0 for i in range(t_count)])
+        p = np.array([contacts[i][0] / max(w - 1, 1) if contacts[i] else 0.0 for i in range(count)])
     # In time mode the path climbs the way the subject travels; in x mode it is a fixed line across the frame.
     xs = [contacts[i][0] for i in present]
     direction = -1.0 if along == "time" and len(xs) > 1 and xs[-1] < xs[0] else 1.0
@@ -125,4 +127,16 @@ def terrain_warp(
     # 3. One affine per frame about the ground contact.
     for i in present:
         mats[i] = affine_matrix(contacts[i], rotate=float(angle[i]), y=float(dy[i]))
-    return warp_masks(masks, mats, boxes)
+    return mats
+
+
+def terrain_matrices(masks: np.ndarray, fps: float, profile: str = "uphill", boxes: list | None = None, **params):
+    """[T, 2, 3] matrices of `terrain_warp` for bool [T, H, W] (`boxes`: their `mask_bbox`, found when None)."""
+    return terrain_matrices_from(array_anchors(masks, boxes), masks.shape[0], masks.shape[1:], fps, profile, **params)
+
+
+def terrain_warp(masks: np.ndarray, fps: float, profile: str = "uphill", **params) -> np.ndarray:
+    """Move each frame of bool [T, H, W] so the ground contact follows `profile` (parameters: see
+    `terrain_matrices_from`)."""
+    boxes = [mask_bbox(m) for m in masks]
+    return warp_masks(masks, terrain_matrices(masks, fps, profile, boxes, **params), boxes)

@@ -9,7 +9,7 @@ first keyframe and after the last the values hold. `x`, `y` are pixels, `rotate`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -175,37 +175,58 @@ def affine_matrix(
 
 
 # -- warping -------------------------------------------------------------------------------------------------------
-def warp_mask(
-    mask: np.ndarray, matrix: np.ndarray, out: np.ndarray | None = None, box: tuple | None | str = "find"
-) -> np.ndarray:
-    """Warp one bool [H, W] mask by a 2x3 matrix (nearest neighbour), working on its bounding box only.
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, as `mask_bbox`
+
+
+def _tight(out: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> Box | None:
+    """The bounding box of `out` within the window [y0:y1, x0:x1] (scans the window only)."""
+    if y0 >= y1 or x0 >= x1:
+        return None
+    box = mask_bbox(out[y0:y1, x0:x1])
+    return None if box is None else (y0 + box[0], y0 + box[1], x0 + box[2], x0 + box[3])
+
+
+def warp_into(mask: np.ndarray, matrix: np.ndarray, out: np.ndarray, box: Box | None | str = "find") -> Box | None:
+    """OR one bool [h, w] mask warped by a 2x3 matrix (nearest neighbour) into `out` [H, W], working on its bounding
+    box only; returns the bounding box of what was written (None when nothing landed in `out`).
 
     Pure translations shift by whole pixels (rounded), so area is preserved exactly inside the frame.
     """
-    h, w = mask.shape
-    out = np.zeros((h, w), dtype=bool) if out is None else out
+    h, w = out.shape
     box = mask_bbox(mask) if box == "find" else box
     if box is None:
-        return out
+        return None
     y0, y1, x0, x1 = box
     lin, t = matrix[:, :2], matrix[:, 2]
     if lin[0, 0] == 1 and lin[1, 1] == 1 and lin[0, 1] == 0 and lin[1, 0] == 0:
         dx, dy = int(np.floor(t[0] + 0.5)), int(np.floor(t[1] + 0.5))  # half up, as cv2's nearest does
         sy0, sy1, sx0, sx1 = max(y0, -dy), min(y1, h - dy), max(x0, -dx), min(x1, w - dx)
-        if sy0 < sy1 and sx0 < sx1:
-            out[sy0 + dy : sy1 + dy, sx0 + dx : sx1 + dx] |= mask[sy0:sy1, sx0:sx1]
-        return out
+        if sy0 >= sy1 or sx0 >= sx1:
+            return None
+        out[sy0 + dy : sy1 + dy, sx0 + dx : sx1 + dx] |= mask[sy0:sy1, sx0:sx1]
+        if (sy0, sy1, sx0, sx1) == (y0, y1, x0, x1):  # nothing cut off: the box moves with the mask
+            return y0 + dy, y1 + dy, x0 + dx, x1 + dx
+        return _tight(out, sy0 + dy, sy1 + dy, sx0 + dx, sx1 + dx)
     corners = np.array([[x0, y0], [x1 - 1, y0], [x0, y1 - 1], [x1 - 1, y1 - 1]], dtype=np.float64)
     dst = corners @ lin.T + t
     dx0, dy0 = max(int(np.floor(dst[:, 0].min())) - 1, 0), max(int(np.floor(dst[:, 1].min())) - 1, 0)
     dx1, dy1 = min(int(np.ceil(dst[:, 0].max())) + 2, w), min(int(np.ceil(dst[:, 1].max())) + 2, h)
     if dx0 >= dx1 or dy0 >= dy1:
-        return out
+        return None
     # The same map expressed between the crop's and the destination window's local coordinates.
     local = np.hstack([lin, (lin @ np.array([x0, y0]) + t - np.array([dx0, dy0]))[:, None]])
     crop = np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8)
     warped = cv2.warpAffine(crop, local, (dx1 - dx0, dy1 - dy0), flags=cv2.INTER_NEAREST, borderValue=0)
     out[dy0:dy1, dx0:dx1] |= warped.view(bool)
+    return _tight(out, dy0, dy1, dx0, dx1)
+
+
+def warp_mask(
+    mask: np.ndarray, matrix: np.ndarray, out: np.ndarray | None = None, box: Box | None | str = "find"
+) -> np.ndarray:
+    """Warp one bool [H, W] mask by a 2x3 matrix (nearest neighbour) into `out` (new when None); see `warp_into`."""
+    out = np.zeros(mask.shape, dtype=bool) if out is None else out
+    warp_into(mask, matrix, out, box)
     return out
 
 
@@ -221,8 +242,30 @@ def warp_masks(masks: np.ndarray, matrices: np.ndarray, boxes: list | None = Non
         if np.array_equal(matrices[i], eye):
             out[i] = masks[i]
         else:
-            warp_mask(masks[i], matrices[i], out[i], box)
+            warp_into(masks[i], matrices[i], out[i], box)
     return out
+
+
+AnchorOf = Callable[[int, Any], "tuple[float, float] | None"]  # (frame, anchor) -> (x, y) on the canvas, or None
+
+
+def array_anchors(masks: np.ndarray, boxes: list | None = None) -> AnchorOf:
+    """Anchors of the frames of bool [T, H, W] (`boxes`: their `mask_bbox`, found when None)."""
+    return lambda i, anchor: anchor_point(masks[i], anchor, boxes[i] if boxes is not None else "find")
+
+
+def keyframed_matrices_from(
+    anchor_of: AnchorOf, count: int, times: np.ndarray, keys: Sequence[Mapping[str, Any]], anchor: Any = "centroid"
+) -> np.ndarray:
+    """Per-frame matrices [count, 2, 3] of keyed values at `times` about each frame's anchor (identity if empty)."""
+    anchor = check_anchor(anchor)
+    values = interpolate_keyframes(keys, times)
+    mats = np.tile(np.eye(2, 3), (count, 1, 1))
+    for i in range(count):
+        p = anchor_of(i, anchor)
+        if p is not None:
+            mats[i] = affine_matrix(p, **{k: values[k][i] for k in KEY_FIELDS})
+    return mats
 
 
 def keyframed_matrices(
@@ -233,15 +276,7 @@ def keyframed_matrices(
     boxes: list | None = None,
 ) -> np.ndarray:
     """Per-frame matrices [T, 2, 3] for bool masks [T, H, W] at `times` [T] seconds; empty frames get identity."""
-    anchor = check_anchor(anchor)
-    values = interpolate_keyframes(keys, times)
-    mats = np.tile(np.eye(2, 3), (masks.shape[0], 1, 1))
-    for i in range(masks.shape[0]):
-        p = anchor_point(masks[i], anchor, boxes[i] if boxes is not None else "find")
-        if p is None:
-            continue
-        mats[i] = affine_matrix(p, **{k: values[k][i] for k in KEY_FIELDS})
-    return mats
+    return keyframed_matrices_from(array_anchors(masks, boxes), masks.shape[0], times, keys, anchor)
 
 
 def keyframed_transform(

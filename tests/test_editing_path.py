@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from editing.path import path_headings, path_matrices, path_positions
+from editing.path import path_headings, path_matrices_from, path_positions
 from editing.recipe import RecipeError, render, validate
+from editing.transforms import array_anchors
 from mvideo_core.masks import MaskSet
 
 H, W, FPS = 48, 64, 8.0
@@ -98,7 +99,7 @@ def test_orient_and_scale_keep_the_anchor_on_the_path(data, masks, smooth):
 def test_a_fixed_anchor_point_of_the_frame_is_carried_onto_the_path(data, masks, anchor):
     points = data.draw(paths((len(masks) - 1) / FPS))
     times = np.arange(len(masks)) / FPS
-    mats = path_matrices(masks, times, points, anchor)
+    mats = path_matrices_from(array_anchors(masks), len(masks), times, points, anchor)
     fx, fy = (0.5, 0.5) if anchor == "center" else anchor
     a = np.array([fx * (W - 1), fy * (H - 1), 1.0])
     np.testing.assert_allclose(mats @ a, path_positions(points, times), atol=1e-9)
