@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mvideo_core.extraction import (
     CancelToken,
@@ -164,3 +166,114 @@ def test_sam2_package_backend_with_random_weights(video):
     assert tracker.add_prompt(session, 1, 1, box=[5, 5, 50, 40]).shape == (60, 96)
     result, steps = _steps(tracker, session)
     assert steps == 2 and result.masks.shape == (1, 3, 60, 96)
+
+
+# -- sessions that never crash ----------------------------------------------------------------------------------
+OPS_FRAMES, OPS_H, OPS_W = 5, 24, 32
+
+
+@pytest.fixture(scope="module")
+def ops_tracker(tmp_path_factory):
+    return Sam2Tracker(save_random_sam2(tmp_path_factory.mktemp("sam2ops") / "sam2", image_size=64), device="cpu")
+
+
+def _box_strategy():
+    corner = st.tuples(st.integers(0, OPS_W - 2), st.integers(0, OPS_H - 2))
+    size = st.tuples(st.integers(2, OPS_W), st.integers(2, OPS_H))
+    return st.builds(lambda c, s: [c[0], c[1], min(c[0] + s[0], OPS_W), min(c[1] + s[1], OPS_H)], corner, size)
+
+
+_OBJ, _FRAME, _CLICK = st.integers(1, 2), st.integers(0, OPS_FRAMES - 1), st.integers(0, 1)
+_POINT = st.tuples(st.integers(0, OPS_W - 1), st.integers(0, OPS_H - 1))
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("box"), _OBJ, _FRAME, _box_strategy()),
+        # clicks come in bursts on one frame, as a user refines a frame in the studio
+        st.tuples(st.just("clicks"), _OBJ, _FRAME, st.lists(st.tuples(_POINT, _CLICK), min_size=1, max_size=3)),
+        st.tuples(st.just("propagate"), st.sampled_from([None, False, True])),
+        st.tuples(st.just("remove"), _OBJ),
+    ),
+    min_size=1,
+    max_size=6,
+)
+# most sequences start from an object already tracked through the video (box on frame 0, propagate)
+_TRACKED = [("box", 1, 0, [4, 4, 20, 16]), ("propagate", None)]
+_START = st.sampled_from([[], _TRACKED, _TRACKED])
+
+
+@settings(
+    max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(start=_START, ops=_OPS)
+def test_any_sequence_of_prompts_propagations_and_removals_works(ops_tracker, start, ops):
+    """Boxes and clicks on any frames (repeated on one frame, after propagating: what the studio does), propagations
+    one way or both, deletions and re-prompts: only invalid requests fail, each with an ExtractionError, and the
+    session keeps working after any of them."""
+    tracker = ops_tracker
+    frames = np.random.default_rng(0).integers(0, 255, (OPS_FRAMES, OPS_H, OPS_W, 3), dtype=np.uint8)
+    session = tracker.start(frames, 8.0)
+    for op in [*start, *ops, ("propagate", None)]:
+        kind, *args = op
+        if kind == "box":
+            obj_id, frame_idx, box = args
+            mask = tracker.add_prompt(session, obj_id, frame_idx, box=box)
+            assert mask.shape == (OPS_H, OPS_W)
+        elif kind == "clicks":
+            obj_id, frame_idx, clicks = args
+            for (x, y), label in clicks:
+                if label == 0 and obj_id not in session.objects:
+                    with pytest.raises(ExtractionError, match="positive click"):
+                        tracker.add_prompt(session, obj_id, frame_idx, points=[[x, y]], labels=[label])
+                    continue
+                tracker.add_prompt(session, obj_id, frame_idx, points=[[x, y]], labels=[label])
+        elif kind == "propagate":
+            result = tracker.propagate(session, reverse=args[0], show_progress=False)
+            assert result.masks.shape == (len(session.objects), OPS_FRAMES, OPS_H, OPS_W)
+            assert result.ids == sorted(session.objects)
+        else:
+            if args[0] not in session.objects:
+                with pytest.raises(ExtractionError, match="no object"):
+                    tracker.remove_object(session, args[0])
+                continue
+            tracker.remove_object(session, args[0])
+            assert args[0] not in tracker.result(session).ids
+    # after the final two-way propagation every object has a mask (maybe empty) on every frame and nothing is pending
+    for obj in session.objects.values():
+        assert obj.done.all() and not obj.pending
+
+
+def test_include_then_exclude_click_on_a_tracked_frame_then_propagate(tiny_sam2, video):
+    """The studio's refinement: box on frame 0, propagate, + and - clicks on one later frame, propagate (this raised
+    KeyError 'maskmem_features', and every later propagate of the session failed the same way)."""
+    tracker = Sam2Tracker(tiny_sam2, device="cpu")
+    session = tracker.start(video, 8.0)
+    tracker.add_prompt(session, 1, 0, box=[5, 5, 50, 40])
+    tracker.propagate(session, show_progress=False)
+    tracker.add_prompt(session, 1, 6, points=[[20, 20]], labels=[1])
+    tracker.add_prompt(session, 1, 6, points=[[40, 30]], labels=[0])
+    tracker.propagate(session, show_progress=False)
+    tracker.add_prompt(session, 1, 9, points=[[30, 30]], labels=[1])
+    result = tracker.propagate(session, show_progress=False)
+    out = session.engine["sam2"].output_dict_per_obj[0]["cond_frame_outputs"]
+    assert sorted(out) == [0, 6, 9] and all("maskmem_features" in o for o in out.values())
+    assert result.meta["prompt_frames"] == {"1": [0, 6, 9]}
+
+
+def test_an_engine_failure_is_an_extraction_error_and_the_session_recovers(tiny_sam2, video, monkeypatch):
+    tracker = Sam2Tracker(tiny_sam2, device="cpu")
+    session = tracker.start(video[:6], 8.0)
+    tracker.add_prompt(session, 1, 0, box=[5, 5, 50, 40])
+    forward = type(tracker.model).forward
+    calls = []
+
+    def failing(self, *args, **kwargs):
+        calls.append(kwargs.get("frame_idx"))
+        if len(calls) == 3:
+            raise RuntimeError("out of memory (injected)")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tracker.model), "forward", failing)
+    with pytest.raises(ExtractionError, match="out of memory \\(injected\\).*propagate again"):
+        tracker.propagate(session, show_progress=False)
+    result = tracker.propagate(session, show_progress=False)
+    assert result.masks.shape == (1, 6, 60, 96) and session.objects[1].done.all()

@@ -295,6 +295,23 @@ class Tracker:
     def _forget_object(self, session: TrackerSession, obj_id: int) -> None:
         pass
 
+    def _prepare(self, session: TrackerSession) -> None:
+        """Called before each prompt and propagation (e.g. to rebuild engine state after a failure)."""
+
+    def _recover(self, session: TrackerSession) -> None:
+        """Called after the engine failed mid-way: leave the session able to run again from its prompts."""
+
+    def _failed(self, session: TrackerSession, what: str, err: Exception) -> ExtractionError:
+        """An unexpected engine error as a clear `ExtractionError`; the session is recovered so the next call works."""
+        try:
+            self._recover(session)
+        except Exception:  # recovery is best effort; `_prepare` retries it
+            pass
+        return ExtractionError(
+            f"the {self.name} tracker failed {what}: {type(err).__name__}: {err}. The session keeps its prompts and "
+            "the masks made so far; run propagate again (on a machine short of memory: a shorter or smaller video)"
+        )
+
     # -- public API ------------------------------------------------------------------------------------------
     def start(self, frames: np.ndarray, fps: float = 8.0) -> TrackerSession:
         """Open a session on a video: frames uint8 [T, H, W, 3] RGB (kept on the CPU)."""
@@ -327,15 +344,19 @@ class Tracker:
         old = obj.prompts.get(frame_idx)
         obj.prompts[frame_idx] = old.merged(prompt) if old is not None else prompt
         try:
+            self._prepare(session)
             mask = self._segment_prompt(session, obj, frame_idx)
-        except Exception:
+        except Exception as err:
             if old is None:
                 obj.prompts.pop(frame_idx)
                 if not obj.prompts:
-                    self.remove_object(session, obj_id)
+                    del session.objects[obj_id]
+                    self._recover(session)
             else:
                 obj.prompts[frame_idx] = old
-            raise
+            if isinstance(err, ExtractionError):
+                raise
+            raise self._failed(session, f"on the prompt for object {obj_id} on frame {frame_idx}", err) from err
         obj.masks[frame_idx] = mask
         obj.done[frame_idx] = True
         obj.pending.add(frame_idx)
@@ -353,6 +374,10 @@ class Tracker:
 
         Only frames nearer to a new/changed prompt than to any other prompt of that object are recomputed. On
         cancel raises `ExtractionCancelled` whose `partial` holds the masks finished so far."""
+        try:
+            self._prepare(session)
+        except Exception as err:
+            raise self._failed(session, "while preparing to propagate", err) from err
         forward, backward = plan_sweeps(session)
         plans = []
         if reverse in (None, False):
@@ -370,7 +395,10 @@ class Tracker:
                             "call propagate again to finish",
                             partial=self.result(session),
                         )
-                    self._carry(session, src, dst, obj_ids, rev)
+                    try:
+                        self._carry(session, src, dst, obj_ids, rev)
+                    except Exception as err:
+                        raise self._failed(session, f"carrying masks from frame {src} to {dst}", err) from err
                     for obj_id in obj_ids:
                         session.objects[obj_id].done[dst] = True
                     done += 1
@@ -397,7 +425,10 @@ class Tracker:
         if obj_id not in session.objects:
             raise ExtractionError(f"no object {obj_id} in this session; objects: {sorted(session.objects)}")
         del session.objects[obj_id]
-        self._forget_object(session, obj_id)
+        try:
+            self._forget_object(session, obj_id)
+        except Exception as err:
+            raise self._failed(session, f"removing object {obj_id}", err) from err
 
     def result(self, session: TrackerSession) -> MaskSet:
         """The session's masks as a `MaskSet` bool [K, T, H, W], ids sorted; `meta` names the tracker."""

@@ -167,6 +167,12 @@ class Sam2Tracker(Tracker):
             coords.append(torch.from_numpy(prompt.points).view(-1, 2) * scale)
             labels.append(torch.from_numpy(prompt.labels).to(torch.int32))
         obj_idx = sess.obj_id_to_idx(obj.obj_id)
+        if frame_idx in sess.frames_tracked_per_obj[obj_idx]:
+            # a refinement on a tracked frame runs as a tracking step and is stored as a non-conditioning output,
+            # but transformers writes its new memory into the frame's conditioning output when there is one: the
+            # refined output would then have no memory ('maskmem_features' KeyError on every later step). Drop the
+            # old prompt output first; `_segment_prompt` keeps the new one as the frame's prompt output.
+            sess.output_dict_per_obj[obj_idx]["cond_frame_outputs"].pop(frame_idx, None)
         point_inputs = {
             "point_coords": torch.cat(coords)[None, None],  # [1, 1, P, 2]
             "point_labels": torch.cat(labels)[None, None],  # [1, 1, P]
@@ -220,13 +226,28 @@ class Sam2Tracker(Tracker):
     def _forget_object(self, session: TrackerSession, obj_id: int) -> None:
         """transformers' session cannot drop one object: rebuild it from the remaining prompts (objects are tracked
         independently in SAM2, so the others' masks are unchanged; they are re-propagated on the next call)."""
+        self._rebuild(session)
+
+    def _rebuild(self, session: TrackerSession) -> None:
+        """A fresh transformers session holding every object's prompts, all pending again."""
+        session.engine["rebuild"] = True  # stays set if this fails part-way, so the next call tries again
         sess = session.engine["sam2"]
         sess.reset_tracking_data()
         sess.cache.clear_all()
+        session.engine.pop("_half_done", None)
         for obj in session.objects.values():
             for frame_idx in sorted(obj.prompts):
                 self._segment_prompt(session, obj, frame_idx)
                 obj.pending.add(frame_idx)
+        session.engine["rebuild"] = False
+
+    def _prepare(self, session: TrackerSession) -> None:
+        if session.engine.get("rebuild"):
+            self._rebuild(session)
+
+    def _recover(self, session: TrackerSession) -> None:
+        """After a failure the transformers session may hold half-written outputs: rebuild it on the next call."""
+        session.engine["rebuild"] = True
 
 
 def sam2_config(name: str = "test", image_size: int | None = None):
