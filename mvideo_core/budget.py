@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 DEFAULT_MAX_FRAMES = 3600
 # Pixels in one frame, source or output: 8K UHD (7680x4320) fits, 9000x9000 does not.
 DEFAULT_MAX_PIXELS = 8192 * 8192
-# Bytes one load may allocate: a sixth of 24 GiB, leaving room for the copies that edits, previews and models make.
-# A 60 s 720p video at 30 fps is 4.6 GiB of frames: read it at the working size (size= / max_side=), as the studio does.
-DEFAULT_MAX_BYTES = 4 * 1024**3
+# Bytes one load may allocate: a twelfth of 24 GiB, since a studio session holds its video, masks, edit previews and
+# a model at once, beside other sessions. A 60 s studio video at the working size (480x720, 8 fps) is 0.5 GiB of
+# frames, its masks 0.16 GiB an object; a 60 s 720p source at 30 fps (4.6 GiB) is read at the working size instead.
+DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 class BudgetError(ValueError):
@@ -100,6 +101,16 @@ class Budget:
                 f"{format_bytes(self.max_bytes)} (--max-memory-gb){tail}"
             )
         return nbytes
+
+    def check_bytes(self, what: str, nbytes: int, hint: str = "", error: type[Exception] = BudgetError) -> int:
+        """Refuse an allocation of `nbytes` past `max_bytes` (for arrays that are not frames x height x width)."""
+        if nbytes > self.max_bytes:
+            tail = f"; {hint}" if hint else ""
+            raise error(
+                f"{what} needs {format_bytes(nbytes)}, over the memory limit of {format_bytes(self.max_bytes)} "
+                f"(--max-memory-gb){tail}"
+            )
+        return int(nbytes)
 
     def check_frames(self, what: str, frames: object, hint: str = "", error: type[Exception] = BudgetError) -> int:
         """Refuse a frame count past `max_frames` (retiming, resampling, long-video lengths) before allocating."""

@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -23,15 +23,19 @@ import av
 import cv2
 import numpy as np
 
+from mvideo_core.budget import Budget, resolve
+from mvideo_core.outputs import atomic_path
+
 Fit = Literal["crop", "letterbox", "stretch"]
 FITS = ("crop", "letterbox", "stretch")
 
 # Tolerance in seconds when comparing timestamps (container time bases round to a tick).
 _EPS = 1e-4
-# Sources larger than this many pixels per frame are refused before decoding (16K x 16K would be ~800 MB a frame).
-MAX_SOURCE_PIXELS = 8192 * 8192
-# read_video refuses to build an array larger than this; pass size / max_side / fps / end, or raise it.
-DEFAULT_MAX_BYTES = 4 * 1024**3
+# Sizes are bounded by mvideo_core.budget: sources larger than `max_pixels` a frame are refused before decoding,
+# read_video refuses an output past `max_frames` / `max_bytes` (pass size / max_side / fps / end, or raise them).
+# A crop whose scaled source would be this many times the output's area is cut from the source before scaling
+# (a 1x360 video cropped to 480x720 would otherwise be scaled to 259200x720 first).
+_WINDOW_FIRST = 2
 # Consecutive packets that fail to decode before decoding gives up on a corrupt stream.
 _MAX_BAD_PACKETS = 64
 
@@ -122,12 +126,36 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
     try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError) as err:
-        raise VideoError(f"size must be (height, width), got {size!r}") from err
+        h, w = size
+        if not all(float(v) == int(v) for v in (h, w)):
+            raise ValueError
+        h, w = int(h), int(w)
+    except (TypeError, ValueError, OverflowError):
+        raise VideoError(f"size must be (height, width) in whole pixels, got {size!r}") from None
     if h <= 0 or w <= 0:
         raise VideoError(f"size must be positive (height, width), got {size!r}")
     return h, w
+
+
+def _check_seconds(value: float | None, what: str, allow_none: bool = False) -> float | None:
+    """A time in seconds: a finite number >= 0 (None where allowed)."""
+    if value is None and allow_none:
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise VideoError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise VideoError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _check_range(start: float, end: float | None) -> tuple[float, float | None]:
+    start = _check_seconds(start, "start")
+    end = _check_seconds(end, "end", allow_none=True)
+    if end is not None and end <= start:
+        raise VideoError(f"need 0 <= start < end seconds, got start={start}, end={end}")
+    return start, end
 
 
 def _check_fit(fit: str) -> str:
@@ -146,6 +174,9 @@ class _Geometry:
     pad: tuple[int, int]  # (top, left) offset of the scaled image in the output (letterbox), or 0
     out: tuple[int, int]
     letterbox: bool = False
+    # (top, left, h, w) of the source to cut out and scale straight to `out`, when scaling the whole source first
+    # would be far larger than the output (a thin source cropped to a wide frame); None: scale, then crop / pad
+    window: tuple[int, int, int, int] | None = None
 
 
 def _geometry(src: tuple[int, int], dst: tuple[int, int], fit: str) -> _Geometry:
@@ -156,6 +187,9 @@ def _geometry(src: tuple[int, int], dst: tuple[int, int], fit: str) -> _Geometry
     if fit == "crop":
         scale = max(dh / sh, dw / sw)
         h, w = max(dh, round(sh * scale)), max(dw, round(sw * scale))
+        if h * w > _WINDOW_FIRST * dh * dw:
+            wh, ww = min(sh, max(1, round(dh / scale))), min(sw, max(1, round(dw / scale)))
+            return _Geometry(dst, (0, 0), (0, 0), dst, window=((sh - wh) // 2, (sw - ww) // 2, wh, ww))
         return _Geometry((h, w), ((h - dh) // 2, (w - dw) // 2), (0, 0), dst)
     scale = min(dh / sh, dw / sw)
     h, w = min(dh, max(1, round(sh * scale))), min(dw, max(1, round(sw * scale)))
@@ -175,12 +209,23 @@ def _place(image: np.ndarray, geo: _Geometry) -> np.ndarray:
     return out
 
 
-def _max_side_size(src: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
-    """The (h, w) that brings the longer side down to `max_side` (aspect kept), or None when already within."""
+def _check_max_side(max_side: int | None) -> int | None:
     if max_side is None:
         return None
-    if int(max_side) <= 0:
-        raise VideoError(f"max_side must be a positive number of pixels, got {max_side}")
+    try:
+        ok = float(max_side) == int(max_side) and int(max_side) > 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise VideoError(f"max_side must be a positive whole number of pixels, got {max_side!r}")
+    return int(max_side)
+
+
+def _max_side_size(src: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
+    """The (h, w) that brings the longer side down to `max_side` (aspect kept), or None when already within."""
+    max_side = _check_max_side(max_side)
+    if max_side is None:
+        return None
     h, w = src
     if max(h, w) <= max_side:
         return None
@@ -191,26 +236,42 @@ def _max_side_size(src: tuple[int, int], max_side: int | None) -> tuple[int, int
 # -- pure functions on arrays ----------------------------------------------------------------------------------
 
 
-def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Source index shown at each output time k / dst_fps (sample-and-hold), covering the source duration."""
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float, budget: Budget | None = None) -> np.ndarray:
+    """Source index shown at each output time k / dst_fps (sample-and-hold), covering the source duration.
+
+    The output length is checked against the budget's `max_frames` before anything is allocated.
+    """
     src_fps, dst_fps = check_fps(src_fps, "src_fps"), check_fps(dst_fps, "dst_fps")
-    count = max(1, math.ceil(num_frames * dst_fps / src_fps - 1e-6)) if num_frames else 0
+    wanted = num_frames * (dst_fps / src_fps)
+    if not math.isfinite(wanted) or wanted > resolve(budget).max_frames:
+        resolve(budget).check_frames(
+            f"resampling {num_frames} frames from {src_fps:g} to {dst_fps:g} fps",
+            math.ceil(wanted) if math.isfinite(wanted) else 10**30,
+            hint="check the frame rates",
+            error=VideoError,
+        )
+    count = max(1, math.ceil(wanted - 1e-6)) if num_frames else 0
     idx = np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64)
     return np.minimum(idx, num_frames - 1)
 
 
-def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float, budget: Budget | None = None) -> np.ndarray:
     """Frames `[T, ...]` at `dst_fps`, each output time taking the source frame shown then (drop or repeat)."""
     if not isinstance(frames, np.ndarray) or frames.ndim < 1 or frames.shape[0] == 0:
         raise VideoError(f"resample_fps needs a non-empty array [T, ...], got {getattr(frames, 'shape', frames)!r}")
-    return frames[resample_indices(frames.shape[0], src_fps, dst_fps)]
+    idx = resample_indices(frames.shape[0], src_fps, dst_fps, budget)
+    per_frame = int(np.prod(frames.shape[1:], dtype=np.int64)) * frames.itemsize
+    resolve(budget).check_bytes(f"resampling to {dst_fps:g} fps", len(idx) * per_frame, error=VideoError)
+    return frames[idx]
 
 
 def trim(frames: np.ndarray, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Frames `[T, ...]` whose timestamp i / fps lies in [start, end) seconds."""
     fps = check_fps(fps)
-    if start < 0 or (end is not None and end <= start):
-        raise VideoError(f"trim needs 0 <= start < end, got start={start}, end={end}")
+    try:
+        start, end = _check_range(start, end)
+    except VideoError as err:
+        raise VideoError(f"trim: {err}") from None
     first = math.ceil(start * fps - 1e-6)
     last = frames.shape[0] if end is None else min(frames.shape[0], math.ceil(end * fps - 1e-6))
     if last <= first:
@@ -227,24 +288,47 @@ def _resize_image(image: np.ndarray, size: tuple[int, int], interpolation: int) 
     return cv2.resize(image, (w, h), interpolation=interpolation)
 
 
-def resize_frames(frames: np.ndarray, size: tuple[int, int], fit: Fit = "crop") -> np.ndarray:
+def _fit_image(image: np.ndarray, geo: _Geometry, interpolation: int) -> np.ndarray:
+    """One `[h, w, ...]` image through `geo`: cut the window and scale it, or scale and crop / pad."""
+    if geo.window is not None:
+        top, left, h, w = geo.window
+        return _resize_image(np.ascontiguousarray(image[top : top + h, left : left + w]), geo.out, interpolation)
+    scaled = _resize_image(image, geo.scaled, interpolation)
+    return _place(scaled.reshape(*geo.scaled, *image.shape[2:]), geo)
+
+
+def _check_output(what: str, count: int, size: tuple[int, int], channels: int, budget: Budget | None) -> None:
+    """`count` images of `size` (h, w) x `channels` bytes within the budget's pixels a frame and bytes."""
+    h, w = size
+    hint = "resize to a smaller size"
+    resolve(budget).check(
+        what, frames=1, height=h, width=w, count=count, itemsize=channels, hint=hint, error=VideoError
+    )
+
+
+def resize_frames(
+    frames: np.ndarray, size: tuple[int, int], fit: Fit = "crop", budget: Budget | None = None
+) -> np.ndarray:
     """Frames `[T, H, W, C]` (or one `[H, W, C]`) resized to `size` (h, w): centre-crop, letterbox or stretch."""
     size, fit = _check_size(size), _check_fit(fit)
     if not isinstance(frames, np.ndarray) or frames.ndim not in (3, 4):
         raise VideoError(f"resize_frames needs [T, H, W, C] or [H, W, C], got {getattr(frames, 'shape', frames)!r}")
     if frames.ndim == 3:
-        return resize_frames(frames[None], size, fit)[0]
+        return resize_frames(frames[None], size, fit, budget)[0]
+    _check_output(f"resizing {frames.shape[0]} frames", frames.shape[0], size, frames.shape[3], budget)
     geo = _geometry(frames.shape[1:3], size, fit)
-    shrink = geo.scaled[0] * geo.scaled[1] < frames.shape[1] * frames.shape[2]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    source = geo.window[2:] if geo.window is not None else frames.shape[1:3]
+    scaled = geo.out if geo.window is not None else geo.scaled
+    interp = cv2.INTER_AREA if scaled[0] * scaled[1] < source[0] * source[1] else cv2.INTER_LINEAR
     out = np.empty((frames.shape[0], *size, frames.shape[3]), dtype=frames.dtype)
     for t, frame in enumerate(frames):
-        scaled = _resize_image(frame, geo.scaled, interp)
-        out[t] = _place(scaled.reshape(*geo.scaled, frames.shape[3]), geo)
+        out[t] = _fit_image(frame, geo, interp).reshape(*size, frames.shape[3])
     return out
 
 
-def resize_masks(masks: np.ndarray, size: tuple[int, int], fit: Fit = "crop") -> np.ndarray:
+def resize_masks(
+    masks: np.ndarray, size: tuple[int, int], fit: Fit = "crop", budget: Budget | None = None
+) -> np.ndarray:
     """Bool masks `[..., H, W]` resized to `size` (h, w) with nearest neighbour and the same geometry as frames."""
     size, fit = _check_size(size), _check_fit(fit)
     if not isinstance(masks, np.ndarray) or masks.ndim < 2:
@@ -253,17 +337,20 @@ def resize_masks(masks: np.ndarray, size: tuple[int, int], fit: Fit = "crop") ->
         raise VideoError(f"resize_masks needs bool masks, got {masks.dtype}; threshold them first (masks > 0)")
     lead, (h, w) = masks.shape[:-2], masks.shape[-2:]
     flat = masks.reshape(-1, h, w).view(np.uint8)
+    _check_output(f"resizing {flat.shape[0]} masks", flat.shape[0], size, 1, budget)
     geo = _geometry((h, w), size, fit)
     out = np.empty((flat.shape[0], *size), dtype=bool)
     for i, mask in enumerate(flat):
-        out[i] = _place(_resize_image(mask, geo.scaled, cv2.INTER_NEAREST), geo).astype(bool)
+        out[i] = _fit_image(mask, geo, cv2.INTER_NEAREST).astype(bool)
     return out.reshape(*lead, *size)
 
 
 # -- probing and decoding --------------------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def _open(
+    path: str | os.PathLike, budget: Budget | None = None
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     path = Path(path)
     if not path.exists():
         raise VideoError(f"no such video file: {path}")
@@ -284,12 +371,18 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
         raise VideoError(f"{path.name} has no video stream (found: {', '.join(kinds)}); it is not a video")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    if (stream.width or 0) * (stream.height or 0) > MAX_SOURCE_PIXELS:
-        container.close()
-        raise VideoError(
-            f"{path.name} is {stream.width}x{stream.height}, larger than the {MAX_SOURCE_PIXELS} pixels per frame "
-            "this studio decodes; downscale it first (e.g. `ffmpeg -i in -vf scale=-2:1080 out.mp4`)"
+    try:
+        resolve(budget).check(
+            path.name,
+            frames=0,
+            height=stream.height or 0,
+            width=stream.width or 0,
+            hint="downscale it first (e.g. `ffmpeg -i in -vf scale=-2:1080 out.mp4`)",
+            error=VideoError,
         )
+    except VideoError:
+        container.close()
+        raise
     return container, stream
 
 
@@ -316,9 +409,9 @@ def _rotation_of(frame: av.VideoFrame) -> int:
     return int(round((rotation or 0) / 90.0)) * 90 % 360
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
+def probe_video(path: str | os.PathLike, budget: Budget | None = None) -> VideoInfo:
     """Size, fps, frame count, duration, rotation and codec of a video file; decodes only its first frame."""
-    container, stream = _open(path)
+    container, stream = _open(path, budget)
     try:
         rotation = 0
         try:
@@ -373,20 +466,22 @@ class FrameIterator(Iterator[np.ndarray]):
         start: float = 0.0,
         end: float | None = None,
         max_side: int | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.path = str(path)
         self.fps = None if fps is None else check_fps(fps)
         self.size = _check_size(size)
         self.fit = _check_fit(fit)
-        if start is None or start < 0 or (end is not None and end <= start):
-            raise VideoError(f"need 0 <= start < end seconds, got start={start}, end={end}")
-        self.start, self.end = float(start), (None if end is None else float(end))
-        self.max_side = max_side
+        self.start, self.end = _check_range(start, end)
+        self.max_side = _check_max_side(max_side)
+        self.budget = resolve(budget)
+        if self.size is not None:
+            _check_output(f"decoding {Path(self.path).name}", 1, self.size, 3, self.budget)
         self.stopped_at: float | None = None  # seconds where a corrupt / truncated stream ended decoding
         self.error: str | None = None
         self.skipped_packets = 0  # packets that failed to decode and were skipped (errors concealed)
         self.num_output = 0
-        self._opened = _open(self.path)  # fail now, not at the first frame, on a file that is not a video
+        self._opened = _open(self.path, self.budget)  # fail now, not at the first frame, on a file that is not a video
         self._gen = self._frames()
 
     def __iter__(self) -> FrameIterator:
@@ -409,12 +504,25 @@ class FrameIterator(Iterator[np.ndarray]):
             geo = _Geometry(display, (0, 0), (0, 0), display)
         else:
             geo = _geometry(display, size, self.fit)
-        sh, sw = geo.scaled if rotation in (0, 180) else geo.scaled[::-1]
-        if (sh, sw) == coded:
-            image = frame.to_ndarray(format="rgb24")
-        else:
-            interpolation = "AREA" if sh * sw < coded[0] * coded[1] else "BILINEAR"
-            image = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interpolation).to_ndarray()
+        try:
+            if geo.window is not None:  # a thin source cropped to a wide frame: cut the window, then scale it
+                image = frame.to_ndarray(format="rgb24")
+                if rotation:
+                    image = np.rot90(image, k=rotation // 90)
+                top, left, h, w = geo.window
+                interpolation = cv2.INTER_AREA if h * w > geo.out[0] * geo.out[1] else cv2.INTER_LINEAR
+                return _fit_image(image, geo, interpolation)
+            sh, sw = geo.scaled if rotation in (0, 180) else geo.scaled[::-1]
+            if (sh, sw) == coded:
+                image = frame.to_ndarray(format="rgb24")
+            else:
+                interpolation = "AREA" if sh * sw < coded[0] * coded[1] else "BILINEAR"
+                image = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interpolation).to_ndarray()
+        except (av.error.FFmpegError, ValueError, cv2.error) as err:
+            raise VideoError(
+                f"{Path(self.path).name}: cannot convert a {coded[1]}x{coded[0]} frame to {geo.out[1]}x{geo.out[0]} "
+                f"({err}); re-encode the video (`ffmpeg -i in -vf scale=-2:480 out.mp4`)"
+            ) from None
         if rotation:
             image = np.rot90(image, k=rotation // 90)
         return np.ascontiguousarray(_place(image, geo))
@@ -498,7 +606,9 @@ class FrameIterator(Iterator[np.ndarray]):
                     self.num_output += 1
                     yield self._convert(frame)
             if not reached_end and last_t is not None and not self.error and duration:
-                if last_t + 2 * nominal < min(duration, end) - 0.5:
+                # the video stream's own duration is exact to a frame; a container's may include longer audio
+                slack = 0.0 if stream.duration and stream.time_base else 0.5
+                if last_t + 2 * nominal < min(duration, end) - slack:
                     self.error = f"the stream ended at {last_t:.2f} s but the container says {duration:.2f} s"
             if self.error and last_t is not None:
                 self.stopped_at = last_t
@@ -531,13 +641,14 @@ def iter_frames(
     start: float = 0.0,
     end: float | None = None,
     max_side: int | None = None,
+    budget: Budget | None = None,
 ) -> FrameIterator:
     """Stream frames uint8 `[H, W, 3]` RGB, resampled to `fps` by timestamp, resized to `size` (h, w) while decoding.
 
     `max_side` caps the longer side when no `size` is given. A truncated stream ends early with a
     `VideoDecodeWarning` and `stopped_at` set on the returned iterator; nothing decodable raises `VideoError`.
     """
-    return FrameIterator(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side)
+    return FrameIterator(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side, budget=budget)
 
 
 def read_video(
@@ -550,52 +661,102 @@ def read_video(
     end: float | None = None,
     max_seconds: float | None = None,
     max_side: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
+    budget: Budget | None = None,
 ) -> Video:
     """Decode `[start, end)` of a file into a `Video`, resampled and resized while decoding.
 
-    Refuses, before decoding, a range longer than `max_seconds` or an output array larger than `max_bytes`.
+    Refuses, before decoding, a range longer than `max_seconds` or an output past the budget (frames, pixels a
+    frame, bytes; `max_bytes` overrides the budget's bytes); a stream holding more than it declared stops there.
     """
-    info = probe_video(path)
+    budget = resolve(budget)
+    if max_bytes is not None:
+        budget = replace(budget, max_bytes=int(max_bytes))
+    start, end = _check_range(start, end)
+    max_seconds = _check_seconds(max_seconds, "max_seconds", allow_none=True)
+    fps = None if fps is None else check_fps(fps)
+    name = Path(path).name
+    info = probe_video(path, budget)
     span = max(0.0, (info.duration if end is None else min(end, info.duration)) - start)
     if max_seconds is not None and span > max_seconds + 1e-3:
         raise VideoError(
-            f"{Path(path).name} is {info.duration:.1f} s long ({span:.1f} s from start={start}), over the "
+            f"{name} is {info.duration:.1f} s long ({span:.1f} s from start={start}), over the "
             f"{max_seconds:g} s limit; trim it (end=start+{max_seconds:g}) or raise the limit"
         )
     out_fps = fps or info.fps
-    out_size = size or _max_side_size((info.height, info.width), max_side) or (info.height, info.width)
-    estimate = math.ceil(span * out_fps) * out_size[0] * out_size[1] * 3
-    if estimate > max_bytes:
-        raise VideoError(
-            f"decoding {Path(path).name} at {out_size[1]}x{out_size[0]}, {out_fps:g} fps for {span:.1f} s needs "
-            f"~{estimate / 1024**3:.1f} GiB, over the {max_bytes / 1024**3:.1f} GiB limit; pass a smaller size / "
-            "max_side / fps, a shorter start..end, or iterate with iter_frames()"
-        )
-    frames_iter = iter_frames(path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side)
-    capacity = math.ceil(span * out_fps) + 2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VideoDecodeWarning)
-        frames, count = None, 0
-        for frame in frames_iter:  # fill one preallocated array: peak memory is the output, not twice it
-            if frames is None:
-                frames = np.empty((capacity, *frame.shape), dtype=np.uint8)
-            elif count == frames.shape[0]:
-                frames = np.concatenate([frames, np.empty_like(frames[: max(8, count // 4)])])
-            frames[count] = frame
-            count += 1
-        frames = frames[:count] if count > 0.9 * frames.shape[0] else frames[:count].copy()
+    out_size = _check_size(size) or _max_side_size((info.height, info.width), max_side) or (info.height, info.width)
+    what = f"decoding {name} at {out_size[1]}x{out_size[0]}, {out_fps:g} fps for {span:.1f} s"
+    hint = "pass a smaller size / max_side / fps, a shorter start..end, or iterate with iter_frames()"
+    declared = math.ceil(span * out_fps) if math.isfinite(span * out_fps) else 10**30
+    budget.check(what, frames=declared, height=out_size[0], width=out_size[1], itemsize=3, hint=hint, error=VideoError)
+    frames_iter = iter_frames(
+        path, fps=fps, size=size, fit=fit, start=start, end=end, max_side=max_side, budget=budget
+    )
+    capacity = declared + 2
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", VideoDecodeWarning)
+            frames, count = None, 0
+            for frame in frames_iter:  # fill one preallocated array: peak memory is the output, not twice it
+                if frames is None:
+                    frames = np.empty((capacity, *frame.shape), dtype=np.uint8)
+                elif count == frames.shape[0]:  # the stream holds more than it declared: grow within the budget
+                    grow = max(8, count // 4)
+                    budget.check(
+                        f"{name} holds more frames than it declares ({count}+);",
+                        frames=count + grow,
+                        height=frame.shape[0],
+                        width=frame.shape[1],
+                        itemsize=3,
+                        hint=hint,
+                        error=VideoError,
+                    )
+                    frames = np.concatenate([frames, np.empty_like(frames[:grow])])
+                frames[count] = frame
+                count += 1
+            frames = frames[:count] if count > 0.9 * frames.shape[0] else frames[:count].copy()
+    except MemoryError:
+        frames_iter.close()
+        raise VideoError(f"{what} ran out of memory; {hint}") from None
+    except VideoError:
+        frames_iter.close()
+        raise
     notes = [str(w.message) for w in caught if issubclass(w.category, VideoDecodeWarning)]
     for note in notes:
         warnings.warn(note, VideoDecodeWarning, stacklevel=2)
     return Video(frames, out_fps, str(path), stopped_at=frames_iter.stopped_at, warnings=notes)
 
 
+def truncation_note(video: Video) -> str | None:
+    """What to tell a user whose file decoded only in part (a truncated upload, a corrupt stream), or None.
+
+    The CLIs print it as a warning; the studio shows it beside the loaded video, so a cut-off upload is never silent.
+    """
+    if video.stopped_at is None and not video.warnings:
+        return None
+    if video.warnings:
+        return " ".join(video.warnings)
+    name = Path(video.source).name if video.source else "the video"
+    return (
+        f"{name}: decoding stopped at {video.stopped_at:.2f} s; kept the {video.num_frames} frames before it; "
+        "re-export or re-upload the file to get the rest"
+    )
+
+
 # -- encoding --------------------------------------------------------------------------------------------------
 
 
+# Frame rates an encoded file may carry (players and muxers misbehave outside this).
+_ENCODE_FPS = (0.01, 1000.0)
+
+
 def _rate(fps: float) -> Fraction:
-    return Fraction(check_fps(fps)).limit_denominator(1001)
+    fps = check_fps(fps)
+    if not _ENCODE_FPS[0] <= fps <= _ENCODE_FPS[1]:
+        raise VideoError(
+            f"fps must be between {_ENCODE_FPS[0]:g} and {_ENCODE_FPS[1]:g} to encode a video, got {fps:g}"
+        )
+    return Fraction(fps).limit_denominator(1001)
 
 
 def _pad_even(frames: np.ndarray) -> np.ndarray:
@@ -683,10 +844,12 @@ def write_video(
     if audio_from is not None and not Path(audio_from).is_file():
         raise VideoError(f"audio_from: no such file {audio_from}; pass the source video whose sound to copy")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames.shape[1:3]
     try:
-        with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        with (
+            atomic_path(path) as tmp,
+            av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container,
+        ):
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
             stream.options = {"crf": str(int(crf)), "preset": preset}
@@ -700,8 +863,8 @@ def write_video(
                 container.mux(packet)
             if audio is not None:
                 audio.write(frames.shape[0] / float(rate))
-    except av.error.FFmpegError as err:
-        raise VideoError(f"writing {path} failed: {err}") from err
+    except (av.error.FFmpegError, OSError) as err:
+        raise VideoError(f"writing {path} failed: {getattr(err, 'strerror', None) or err}") from err
     return path
 
 

@@ -85,7 +85,7 @@ def test_the_docstring_example_is_a_valid_recipe_that_renders():
         (lambda r: r.update(version=7), "unsupported recipe version 7"),
         (
             lambda r: r["target"].update(width=8192, height=8192, num_frames=100),
-            r"output \(1 layer\(s\) on a 8192x8192 target\) needs 6.25 GiB .*over the memory limit of 4 GiB",
+            r"output \(1 layer\(s\) on a 8192x8192 target\) needs 6.25 GiB .*over the memory limit of 2 GiB",
         ),
         (lambda r: r.update(occlusion="some"), "occlusion must be one of"),
         (lambda r: r.update(extra=1), "unknown top-level fields"),

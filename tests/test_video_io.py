@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mvideo_core import video_io
+from mvideo_core.budget import Budget
 from mvideo_core.video_io import (
     Video,
     VideoDecodeWarning,
@@ -188,11 +188,10 @@ def test_max_side_downscales_a_large_source(coded_videos):
 # -- limits and bad inputs -------------------------------------------------------------------------------------
 
 
-def test_huge_resolution_is_refused_before_decoding(coded_videos, monkeypatch):
+def test_huge_resolution_is_refused_before_decoding(coded_videos):
     path = coded_videos.write("huge.mp4", num_frames=2, size=(480, 640))
-    monkeypatch.setattr(video_io, "MAX_SOURCE_PIXELS", 320 * 240)
-    with pytest.raises(VideoError, match=r"640x480.*downscale it first"):
-        read_video(path)
+    with pytest.raises(VideoError, match=r"640x480.*over the limit of 76800 pixels.*downscale it first"):
+        read_video(path, budget=Budget(max_pixels=320 * 240))
 
 
 def test_output_larger_than_memory_limit_is_refused_with_advice(coded_videos):

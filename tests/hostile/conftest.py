@@ -9,7 +9,7 @@ an in-process error's message.
 from __future__ import annotations
 
 import pytest
-from harness import assert_clear_error, assert_refused, run_measured
+from harness import MEASURED, assert_clear_error, assert_refused, run_measured
 
 _tally = {"tried": 0, "clean": 0, "failed": []}
 
@@ -51,6 +51,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASURED and terminalreporter.config.getoption("verbose") > 0:
+        terminalreporter.write_line("peak RSS of the hostile children (MB):")
+        for test, peak in MEASURED:
+            terminalreporter.write_line(f"  {peak:7.0f}  {test}")
     if _tally["tried"]:
         terminalreporter.write_line(
             f"hostile inputs: {_tally['tried']} tried, {_tally['clean']} refused or handled cleanly"

@@ -1,15 +1,14 @@
 """Run a hostile input in a child process and measure it: exit code, output, peak RSS; assert a clean refusal.
 
-`run_measured` starts the command (argv list, or a Python snippet run with `python -c`), waits for it with
-`os.wait4`, whose resource usage is that child's own (ru_maxrss: its peak resident set), and returns a `Run`.
-The child gets an address-space cap so that a regression allocates at most that much on a shared machine.
-Memory bounds are asserted on peak RSS, never on time.
+`run_measured` starts a Python child (argv, or a snippet run with `python -c`) with `child/sitecustomize.py` on its
+path, which caps its address space (so a regression fails there instead of taking the shared machine's memory) and
+reports its own peak resident set (VmHWM) at exit. The parent's rusage of a forked child would include the parent's
+own pages up to the exec, so it is not used. Memory bounds are asserted on peak RSS, never on time.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -18,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+CHILD_SITE = Path(__file__).resolve().parent / "child"
 # Virtual address space a child may map: imports of numpy/av/cv2/torch take ~1 GiB; a load the budget should have
 # refused fails past this instead of taking the shared machine's memory.
 DEFAULT_ADDRESS_SPACE = 8 * 1024**3
+# (test, peak RSS MB) of every child run, for the summary the conftest prints
+MEASURED: list[tuple[str, float]] = []
 
 
 @dataclass
@@ -52,40 +54,31 @@ def run_measured(
     address_space: int | None = DEFAULT_ADDRESS_SPACE,
     stdin: str | None = None,
 ) -> Run:
-    """Run `command` (argv, or a str of Python code) in a child; return its exit code, output and peak RSS.
+    """Run `command` (a Python argv, or a str of Python code) in a child; return its exit code, output and peak RSS.
 
-    A CLI is run as `[sys.executable, "-m", "mvideo_core.extract", ...]`; the repository root is the default cwd and
-    is on PYTHONPATH. `address_space` caps the child's virtual memory (bytes; None: no cap).
+    A CLI is run as `python_module("mvideo_core.extract", ...)`; the repository root is the default cwd and is on
+    PYTHONPATH. `address_space` caps the child's virtual memory (bytes; None: no cap). `peak_rss_mb` is NaN when
+    the child died before it could report (killed by a signal).
     """
     args = [sys.executable, "-c", command] if isinstance(command, str) else [str(a) for a in command]
-    child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH")]))
-    child_env.setdefault("OMP_NUM_THREADS", "1")
-    child_env.setdefault("TQDM_DISABLE", "1")
-
-    def limit() -> None:
-        if address_space is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            args,
-            cwd=str(cwd or REPO),
-            env=child_env,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            preexec_fn=limit,
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak"
+        child_env = {**os.environ, **(env or {})}
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(CHILD_SITE), str(REPO), child_env.get("PYTHONPATH")])
         )
-        if stdin is not None:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the max over all children
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    return Run(args, proc.returncode, stdout, stderr, usage.ru_maxrss / 1024)  # ru_maxrss is KiB on Linux
+        child_env.setdefault("OMP_NUM_THREADS", "1")
+        child_env.setdefault("TQDM_DISABLE", "1")
+        child_env["MVIDEO_CHILD_PEAK_FILE"] = str(peak_file)
+        if address_space is not None:
+            child_env["MVIDEO_CHILD_ADDRESS_SPACE"] = str(int(address_space))
+        proc = subprocess.run(
+            args, cwd=str(cwd or REPO), env=child_env, input=stdin, capture_output=True, text=True, errors="replace"
+        )
+        peak_kib = float(peak_file.read_text()) if peak_file.exists() else float("nan")
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::", 1)[-1]
+    MEASURED.append((test, peak_kib / 1024))
+    return Run(args, proc.returncode, proc.stdout, proc.stderr, peak_kib / 1024)
 
 
 def python_module(module: str, *args: object) -> list[str]:

@@ -72,7 +72,7 @@ def test_pingpong_and_concat_past_the_limit_are_refused(render_cli):
 def test_a_huge_target_is_refused_with_its_size_and_the_memory_limit(render_cli):
     run = render_cli(recipe(width=8192, height=8192, num_frames=100))
     assert_clear_error(
-        run, "6.25 GiB", "100 frames of 8192x8192", "4 GiB", "--max-memory-gb", code=2, max_rss_mb=MAX_RSS_MB
+        run, "6.25 GiB", "100 frames of 8192x8192", "2 GiB", "--max-memory-gb", code=2, max_rss_mb=MAX_RSS_MB
     )
 
 
@@ -105,4 +105,4 @@ def test_timeline_index_functions_refuse_huge_outputs_in_process(call):
 def test_validate_refuses_a_huge_target_without_sources():
     with pytest.raises(RecipeError) as err:
         validate(recipe(width=8000, height=8000, num_frames=80))
-    assert_refused(err.value, "4.77 GiB", "80 frames of 8000x8000", "over the memory limit of 4 GiB")
+    assert_refused(err.value, "4.77 GiB", "80 frames of 8000x8000", "over the memory limit of 2 GiB")
