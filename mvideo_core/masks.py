@@ -10,9 +10,12 @@ from __future__ import annotations
 import colorsys
 import io
 import json
+import math
 import os
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from mvideo_core.budget import Budget, resolve
+from mvideo_core.outputs import atomic_path
 
 
 class MaskError(ValueError):
@@ -105,6 +111,8 @@ class MaskSequence:
         self.fps = _check_fps(self.fps)
         if self.masks.shape[0] == 0:
             raise MaskError("a mask sequence needs at least one frame, got 0")
+        if 0 in self.masks.shape[1:]:
+            raise MaskError(f"a mask sequence needs frames of at least 1x1 pixels, got shape {self.masks.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -139,6 +147,8 @@ class MaskSet:
         k = self.masks.shape[0]
         if self.masks.shape[1] == 0:
             raise MaskError("a mask set needs at least one frame, got 0")
+        if 0 in self.masks.shape[2:]:
+            raise MaskError(f"a mask set needs frames of at least 1x1 pixels, got shape {self.masks.shape}")
         if not self.ids:
             self.ids = list(range(1, k + 1))
         if not self.names:
@@ -232,7 +242,9 @@ class MaskSet:
             raise MaskError(f"a label map must be an integer array [T, H, W], got {getattr(labels, 'shape', labels)}")
         ids = [int(i) for i in np.unique(labels) if i != 0]
         names = names or {}
-        masks = np.stack([labels == i for i in ids]) if ids else np.zeros((0, *labels.shape), dtype=bool)
+        masks = np.empty((len(ids), *labels.shape), dtype=bool)
+        for k, obj_id in enumerate(ids):
+            np.equal(labels, obj_id, out=masks[k])
         return cls(masks, fps, ids=ids, names=[names.get(i, f"object {i}") for i in ids], meta=dict(meta))
 
     def copy(self) -> MaskSet:
@@ -298,6 +310,8 @@ MASK_FORMATS = {
 _SUFFIX_FORMAT = {".zip": "zip", ".npz": "npz", ".mp4": "mp4", ".json": "json"}
 _ZIP_INDEX = "masks.json"
 _LABEL_VIDEO_TAG = "mvideo-label-video"
+# Raised by a torn or crafted zip / npz (a bad header, a corrupt deflate stream).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error)
 DEFAULT_FPS = 8.0  # assumed for files that carry no frame rate (COCO from other tools, bare PNG zips)
 
 
@@ -326,7 +340,6 @@ def save_masks(maskset: MaskSet, path: str | os.PathLike, format: str | None = N
         raise MaskError(f"save_masks needs a MaskSet, got {type(maskset).__name__}; wrap arrays with MaskSet(...)")
     path = Path(path)
     fmt = _format_for(path, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
     writer = {
         "zip": _save_png_zip,
         "zip-labels": _save_label_png_zip,
@@ -334,16 +347,22 @@ def save_masks(maskset: MaskSet, path: str | os.PathLike, format: str | None = N
         "mp4": _save_label_video,
         "json": _save_coco,
     }[fmt]
-    writer(maskset, path)
+    try:
+        with atomic_path(path) as tmp:  # a crash or a full disk never leaves a torn mask file under `path`
+            writer(maskset, tmp)
+    except OSError as err:
+        raise MaskError(f"cannot write {path} ({err.strerror or err}); pick a folder you can write to") from None
     return path
 
 
-def load_masks(path: str | os.PathLike, fps: float | None = None) -> MaskSet:
+def load_masks(path: str | os.PathLike, fps: float | None = None, budget: Budget | None = None) -> MaskSet:
     """Read a mask file written by `save_masks` or by common tools (DAVIS label PNGs, SAM2/YouTube-VIS RLE JSON).
 
     `fps`: files without a frame rate are taken to be at this rate (default 8); files with another rate are
-    resampled to it by time.
+    resampled to it by time. The sizes a file declares are checked against `budget` before anything is allocated.
     """
+    fps = None if fps is None else _check_fps(fps)
+    budget = resolve(budget)
     path = Path(path)
     if not path.exists():
         raise MaskError(f"no such mask file: {path}")
@@ -356,18 +375,50 @@ def load_masks(path: str | os.PathLike, fps: float | None = None) -> MaskSet:
         fmt = "npz"
     reader = {"zip": _load_zip, "npz": _load_npz, "mp4": _load_label_video, "json": _load_coco}[fmt]
     try:
-        maskset = reader(path, fps)
-    except MaskError:
-        raise
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise MaskError(f"{path.name} is not a readable {fmt} mask file ({err}); export it again") from err
-    if fps is not None and abs(maskset.fps - float(fps)) > 1e-6:
-        maskset = resample_maskset(maskset, float(fps))
+        maskset = reader(path, fps, budget)
+        if fps is not None and abs(maskset.fps - float(fps)) > 1e-6:
+            maskset = resample_maskset(maskset, float(fps), budget)
+    except MaskError as err:
+        if path.name in str(err):
+            raise
+        raise MaskError(f"{path.name}: {err}") from None
+    except MemoryError:
+        raise MaskError(
+            f"{path.name} ran out of memory while loading; lower --max-memory-gb so such files are refused first"
+        ) from None
+    except (
+        ValueError,
+        TypeError,
+        LookupError,
+        ArithmeticError,
+        OSError,
+        EOFError,
+        RuntimeError,
+        *_ARCHIVE_ERRORS,
+    ) as err:
+        raise MaskError(f"{path.name} is not a readable {fmt} mask file ({err}); export it again") from None
     return maskset
 
 
+def _check_load(
+    budget: Budget, path: Path, *, frames: object, height: object, width: object, count: object = 1, per_pixel: int = 1
+) -> None:
+    """Refuse, before allocating, a mask load of `count` x `frames` x `height` x `width` x `per_pixel` bytes."""
+    budget.check(
+        path.name,
+        frames=frames,
+        height=height,
+        width=width,
+        count=count,
+        itemsize=per_pixel,
+        hint="the file declares more than this studio loads at once; export fewer frames or a smaller size",
+        error=MaskError,
+    )
+
+
 def _sniff_format(path: Path) -> str:
-    head = path.read_bytes()[:64]
+    with path.open("rb") as handle:
+        head = handle.read(64)
     if head.startswith(b"PK"):
         return "zip"
     if head.lstrip()[:1] in (b"{", b"["):
@@ -387,11 +438,26 @@ def _is_npz(path: Path) -> bool:
         return False
 
 
-def resample_maskset(maskset: MaskSet, fps: float) -> MaskSet:
-    """The same objects at another frame rate (each output time takes the mask on screen then)."""
+def resample_maskset(maskset: MaskSet, fps: float, budget: Budget | None = None) -> MaskSet:
+    """The same objects at another frame rate (each output time takes the mask on screen then).
+
+    The resampled length and size are checked against the budget before anything is allocated.
+    """
     from mvideo_core.video_io import resample_indices
 
-    idx = resample_indices(maskset.num_frames, maskset.fps, fps)
+    fps = _check_fps(fps)
+    budget = resolve(budget)
+    wanted = maskset.num_frames * (fps / maskset.fps)
+    budget.check(
+        f"resampling {maskset.num_frames} mask frames from {maskset.fps:g} to {fps:g} fps",
+        frames=math.ceil(wanted) if math.isfinite(wanted) else 10**30,
+        height=maskset.size[0],
+        width=maskset.size[1],
+        count=max(1, maskset.num_objects),
+        hint="check the frame rates (the file's and the one asked for)",
+        error=MaskError,
+    )
+    idx = resample_indices(maskset.num_frames, maskset.fps, fps, budget)
     return MaskSet(maskset.masks[:, idx], fps, list(maskset.ids), list(maskset.names), dict(maskset.meta))
 
 
@@ -452,22 +518,42 @@ def _save_label_png_zip(maskset: MaskSet, path: Path) -> None:
             archive.writestr(f"{t:05d}.png", buffer.getvalue())
 
 
-def _read_png(data: bytes, name: str) -> np.ndarray:
-    """A PNG as a 2-D integer array: palette indices for indexed PNGs, values for grey, ids by colour for RGB."""
+# PNG modes whose pixel values fit one byte (palette indices, grey, bilevel, grey-looking RGB).
+_BYTE_MODES = ("P", "L", "1", "LA", "PA", "RGB", "RGBA")
+
+
+def _open_png(data: bytes, name: str) -> Image.Image:
+    """A PNG opened lazily: its header is read (size, mode), its pixels are not decoded yet."""
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        return Image.open(io.BytesIO(data))
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
-        raise MaskError(f"{name} is not a readable PNG ({err}); export the masks again") from err
-    if image.mode in ("P", "L", "1", "I", "I;16"):
-        return np.asarray(image).astype(np.int64)
-    rgb = np.asarray(image.convert("RGB"))
+        raise MaskError(f"{name} is not a readable PNG ({err}); export the masks again") from None
+
+
+def _read_png(image: Image.Image, name: str) -> np.ndarray:
+    """A PNG as a 2-D integer array: palette indices for indexed PNGs, values for grey, grey levels of grey RGB."""
+    try:
+        image.load()
+        if image.mode in ("P", "L", "1", "I", "I;16"):
+            return np.asarray(image)
+        rgb = np.asarray(image.convert("RGB"))
+    except MaskError:
+        raise
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
+        raise MaskError(f"{name} is not a readable PNG ({err}); export the masks again") from None
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return rgb[..., 0].astype(np.int64)
+        return rgb[..., 0]
     raise MaskError(
         f"{name} is a colour PNG; save label PNGs as indexed (palette) or greyscale images where the pixel value "
         "is the object id (0 = background)"
     )
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, budget: Budget, zip_name: str) -> bytes:
+    """One zip member's bytes, refused before reading when it declares more than the budget (a zip bomb)."""
+    size = archive.getinfo(name).file_size
+    budget.check_bytes(f"{zip_name}: {name}", size, hint="the zip member is too large to read", error=MaskError)
+    return archive.read(name)
 
 
 def _natural(name: str) -> list:
@@ -475,53 +561,81 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _load_zip(path: Path, fps: float | None) -> MaskSet:
+def _load_zip(path: Path, fps: float | None, budget: Budget) -> MaskSet:
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
         index = None
         index_name = next((n for n in names if n.rsplit("/", 1)[-1] == _ZIP_INDEX), None)
         if index_name is not None:
             try:
-                index = json.loads(archive.read(index_name))
-            except json.JSONDecodeError as err:
+                index = json.loads(_read_member(archive, index_name, budget, path.name))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise MaskError(
                     f"{path.name}: {index_name} is not valid JSON ({err}); export the masks again"
-                ) from err
+                ) from None
+            if not isinstance(index, dict):
+                raise MaskError(f"{path.name}: {index_name} is not a JSON object; export the masks again")
         pngs = sorted((n for n in names if n.lower().endswith(".png") and not n.startswith("__MACOSX")), key=_natural)
         if index is not None and index.get("layout") == "objects":
-            return _load_object_pngs(path, archive, index, pngs)
+            return _load_object_pngs(path, archive, index, pngs, budget)
         if not pngs:
             raise MaskError(f"{path.name} holds no PNG files; a mask zip has one PNG per frame (and per object)")
-        frames = [_read_png(archive.read(n), n) for n in pngs]
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise MaskError(f"{path.name}: the PNGs have different sizes {sorted(shapes)}; all frames must match")
-    labels = np.stack(frames)
-    if labels.max() == 255 and set(np.unique(labels).tolist()) <= {0, 255}:
-        labels = (labels > 0).astype(np.int64)  # black/white masks: one object
-    objects = {o["id"]: o["name"] for o in (index or {}).get("objects", [])}
-    file_fps = (index or {}).get("fps") or fps or DEFAULT_FPS
-    meta = (index or {}).get("meta", {})
-    result = MaskSet.from_label_map(labels, file_fps, names=objects, **meta)
-    if objects:  # keep objects that were saved but never visible
-        for obj_id, name in objects.items():
-            if obj_id not in result.ids:
-                result = result.with_object(np.zeros(labels.shape, dtype=bool), name, obj_id)
-        order = [result.index_of(i) for i in objects]
-        order += [k for k in range(result.num_objects) if k not in order]  # ids the index did not list
-        result = MaskSet(
-            result.masks[order], result.fps, [result.ids[k] for k in order], [result.names[k] for k in order], meta
-        )
-    return result
-
-
-def _load_object_pngs(path: Path, archive: zipfile.ZipFile, index: dict, pngs: list[str]) -> MaskSet:
+        budget.check_frames(path.name, len(pngs), hint="the zip holds one PNG per frame", error=MaskError)
+        images = [_open_png(_read_member(archive, name, budget, path.name), name) for name in pngs]  # headers only
+    width, height = images[0].size
+    for name, image in zip(pngs, images):
+        if image.size != (width, height):
+            raise MaskError(
+                f"{path.name}: the PNGs have different sizes ({pngs[0]} is {width}x{height}, {name} is "
+                f"{image.size[0]}x{image.size[1]}); all frames must match"
+            )
+    # labels [T, H, W] (one byte a pixel unless a PNG holds 16/32-bit values) and the sorted copy np.unique makes
+    dtype = np.int32 if any(image.mode not in _BYTE_MODES for image in images) else np.uint8
+    itemsize = np.dtype(dtype).itemsize
+    _check_load(budget, path, frames=len(pngs), height=height, width=width, per_pixel=2 * itemsize)
+    labels = np.empty((len(pngs), height, width), dtype=dtype)
+    for t, (name, image) in enumerate(zip(pngs, images)):
+        labels[t] = _read_png(image, name)
+        images[t] = None  # its decoded pixels go with it
+    values = np.unique(labels)
+    if values[-1] == 255 and set(values.tolist()) <= {0, 255}:
+        np.minimum(labels, 1, out=labels)  # black/white masks: one object
+        values = np.array([0, 1])
+    objects_found = int((values != 0).sum())  # the labels stay while each object's bool masks are made
+    _check_load(budget, path, frames=len(pngs), height=height, width=width, per_pixel=itemsize + objects_found)
+    index = index or {}
     try:
-        t, h, w = int(index["num_frames"]), int(index["height"]), int(index["width"])
+        objects = {int(o["id"]): str(o["name"]) for o in index.get("objects", [])}
+    except (KeyError, TypeError, ValueError) as err:
+        raise MaskError(
+            f"{path.name}: {_ZIP_INDEX} has a malformed object list ({err}); export the masks again"
+        ) from None
+    file_fps = index.get("fps") or fps or DEFAULT_FPS
+    meta = index.get("meta", {})
+    meta = meta if isinstance(meta, dict) else {}
+    if not objects:
+        return MaskSet.from_label_map(labels, file_fps, **meta)
+    # the index's objects in its order (kept even when never visible), then ids it did not list
+    found = [int(i) for i in values if i != 0]
+    order = list(objects) + [i for i in found if i not in objects]
+    _check_load(budget, path, frames=len(pngs), height=height, width=width, count=len(order), per_pixel=1)
+    masks = np.zeros((len(order), *labels.shape), dtype=bool)
+    for k, obj_id in enumerate(order):
+        if obj_id in found:
+            np.equal(labels, obj_id, out=masks[k])
+    names = [objects.get(i, f"object {i}") for i in order]
+    return MaskSet(masks, file_fps, order, names, meta)
+
+
+def _load_object_pngs(path: Path, archive: zipfile.ZipFile, index: dict, pngs: list[str], budget: Budget) -> MaskSet:
+    try:
+        t, h, w = index["num_frames"], index["height"], index["width"]
         objects = index["objects"]
         ids, names = [int(o["id"]) for o in objects], [str(o["name"]) for o in objects]
     except (KeyError, TypeError, ValueError) as err:
-        raise MaskError(f"{path.name}: {_ZIP_INDEX} lacks {err}; export the masks again") from err
+        raise MaskError(f"{path.name}: {_ZIP_INDEX} lacks {err}; export the masks again") from None
+    _check_load(budget, path, frames=t, height=h, width=w, count=len(ids))
+    t, h, w = int(t), int(h), int(w)
     present = set(pngs)
     masks = np.zeros((len(ids), t, h, w), dtype=bool)
     for k, obj_id in enumerate(ids):
@@ -529,10 +643,10 @@ def _load_object_pngs(path: Path, archive: zipfile.ZipFile, index: dict, pngs: l
             name = f"obj_{obj_id:03d}/{i:05d}.png"
             if name not in present:
                 raise MaskError(f"{path.name} is missing obj_{obj_id:03d}/{i:05d}.png; the zip is incomplete")
-            image = _read_png(archive.read(name), name)
-            if image.shape != (h, w):
-                raise MaskError(f"{path.name}: {name} is {image.shape[1]}x{image.shape[0]}, expected {w}x{h}")
-            masks[k, i] = image > 0
+            image = _open_png(_read_member(archive, name, budget, path.name), name)
+            if image.size != (w, h):
+                raise MaskError(f"{path.name}: {name} is {image.size[0]}x{image.size[1]}, expected {w}x{h}")
+            masks[k, i] = _read_png(image, name) > 0
     return MaskSet(masks, float(index.get("fps") or DEFAULT_FPS), ids, names, index.get("meta", {}))
 
 
@@ -552,26 +666,79 @@ def _save_npz(maskset: MaskSet, path: Path) -> None:
         )
 
 
-def _load_npz(path: Path, fps: float | None) -> MaskSet:
-    if not path.read_bytes()[:4].startswith(b"PK"):
-        raise MaskError(f"{path.name} is not a readable npz file (no zip header); export the masks again")
+def _npy_headers(path: Path, budget: Budget) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an npz, read from the .npy headers without loading any data."""
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:
+                    raise MaskError(
+                        f"{path.name}: {info.filename} has npy format {version}, save it with numpy >= 1.17"
+                    )
+            if dtype.hasobject:
+                raise MaskError(f"{path.name} holds pickled objects; only plain numeric/str arrays are loaded")
+            nbytes = math.prod(shape) * dtype.itemsize
+            budget.check_bytes(
+                f"{path.name}: {info.filename}", nbytes, hint="export fewer frames or a smaller size", error=MaskError
+            )
+            headers[info.filename[: -len(".npy")]] = (tuple(shape), dtype)
+    return headers
+
+
+def _load_npz(path: Path, fps: float | None, budget: Budget) -> MaskSet:
+    with path.open("rb") as handle:
+        if not handle.read(4).startswith(b"PK"):
+            raise MaskError(f"{path.name} is not a readable npz file (no zip header); export the masks again")
+    headers = _npy_headers(path, budget)
+    if "masks" not in headers:
+        raise MaskError(
+            f"{path.name} has no 'masks' array (found {sorted(headers)}); save bool [K, T, H, W] as masks="
+        )
+    stored, dtype = headers["masks"]
     with np.load(path, allow_pickle=False) as data:
-        if "masks" not in data.files:
-            raise MaskError(f"{path.name} has no 'masks' array (found {data.files}); save bool [K, T, H, W] as masks=")
-        try:
-            masks = data["masks"]
-            names = [str(n) for n in data["names"]] if "names" in data.files else []
-        except ValueError as err:  # object arrays need pickle, which is never loaded
-            raise MaskError(f"{path.name} holds pickled objects; only plain numeric/str arrays are loaded") from err
-        if "shape" in data.files:  # packed by save_masks
+        if "shape" in data.files:  # packed by save_masks: bits along the last axis
+            if len(headers["shape"][0]) != 1 or headers["shape"][0][0] not in (3, 4):
+                raise MaskError(
+                    f"{path.name}: 'shape' must list 3 or 4 sizes ([K,] T, H, W), got {headers['shape'][0]}"
+                )
             shape = tuple(int(s) for s in data["shape"])
-            masks = np.unpackbits(masks, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+            if min(shape) < 0:
+                raise MaskError(f"{path.name}: 'shape' {list(shape)} has a negative size; export the masks again")
+            k, (t, h, w) = (shape[0] if len(shape) == 4 else 1), shape[-3:]
+            _check_load(budget, path, frames=t, height=h, width=w, count=k)
+            packed = (*shape[:-1], (shape[-1] + 7) // 8)
+            if stored != packed or dtype != np.uint8:
+                raise MaskError(
+                    f"{path.name}: 'shape' says {list(shape)}, which packs to {list(packed)} uint8, but 'masks' holds "
+                    f"{list(stored)} {dtype}; the file is inconsistent, export the masks again"
+                )
+            masks = np.unpackbits(data["masks"], axis=-1, count=shape[-1]).view(bool).reshape(shape)
+        else:
+            if len(stored) not in (3, 4):
+                raise MaskError(f"{path.name}: 'masks' must be [K, T, H, W] or [T, H, W], got shape {list(stored)}")
+            k, (t, h, w) = (stored[0] if len(stored) == 4 else 1), stored[-3:]
+            # integer masks are checked by np.unique, which sorts a copy, and converted to bool
+            per_pixel = 1 if dtype.kind == "b" else 2 * dtype.itemsize + 1
+            _check_load(budget, path, frames=t, height=h, width=w, count=k, per_pixel=per_pixel)
+            masks = data["masks"]
+        names = [str(n) for n in data["names"]] if "names" in data.files else []
         if masks.ndim == 3:
             masks = masks[None]
-        ids = [int(i) for i in data["ids"]] if "ids" in data.files else []
+        ids = [int(i) for i in np.atleast_1d(data["ids"])] if "ids" in data.files else []
         file_fps = float(data["fps"]) if "fps" in data.files else (fps or DEFAULT_FPS)
-        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-    return MaskSet(masks, file_fps, ids, names, meta)
+        try:
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+        except json.JSONDecodeError as err:
+            raise MaskError(f"{path.name}: 'meta' is not valid JSON ({err}); export the masks again") from None
+    return MaskSet(masks, file_fps, ids, names, meta if isinstance(meta, dict) else {})
 
 
 # .mp4: label video -----------------------------------------------------------------------------------------------
@@ -621,7 +788,8 @@ def _save_label_video(maskset: MaskSet, path: Path) -> None:
         "meta": _json_safe(maskset.meta),
     }
     rate = Fraction(maskset.fps).limit_denominator(1001)
-    with av.open(str(path), "w", format="mp4") as container:
+    # faststart: the index and the tag lead the file, so a truncated copy loses frames (detected), not the tag
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         container.metadata["comment"] = json.dumps(tag)
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
@@ -642,50 +810,111 @@ def _save_label_video(maskset: MaskSet, path: Path) -> None:
             container.mux(packet)
 
 
-def _load_label_video(path: Path, fps: float | None) -> MaskSet:
+def _label_tag(path: Path, container: av.container.InputContainer) -> dict | None:
+    """The label video's JSON tag (ids, names, levels, combos), validated; None for a plain mask video."""
+    try:
+        tag = json.loads(container.metadata.get("comment", "") or "null")
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(tag, dict) and tag.get("format") == _LABEL_VIDEO_TAG):
+        return None
+    try:
+        ids = [int(i) for i in tag["ids"]]
+        names = [str(n) for n in tag["names"]]
+        levels = [int(v) for v in tag["levels"]]
+        combos = [[int(i) for i in combo] for combo in tag["combos"]]
+        height, width = int(tag["height"]), int(tag["width"])
+        fps = float(tag.get("fps") or 0) or None
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise MaskError(f"{path.name}: the label tag is malformed ({err!r}); export the label video again") from None
+    problems = [
+        (len(ids) != len(names), "ids and names differ in length"),
+        (len(levels) != len(combos) or not 1 <= len(levels) <= 256, "levels and combos differ in length"),
+        (any(not 0 <= v <= 255 for v in levels), "a level outside 0..255"),
+        (any(i not in ids for combo in combos for i in combo), "a combo names an unknown id"),
+        (height < 1 or width < 1, f"size {width}x{height}"),
+    ]
+    for bad, what in problems:
+        if bad:
+            raise MaskError(f"{path.name}: the label tag is malformed ({what}); export the label video again")
+    return {
+        **tag,
+        "ids": ids,
+        "names": names,
+        "levels": levels,
+        "combos": combos,
+        "height": height,
+        "width": width,
+        "fps": fps,
+    }
+
+
+def _load_label_video(path: Path, fps: float | None, budget: Budget) -> MaskSet:
     try:
         container = av.open(str(path), "r")
     except av.error.FFmpegError as err:
-        raise MaskError(f"{path.name} is not a readable video ({err}); export the label video again") from err
+        raise MaskError(f"{path.name} is not a readable video ({err}); export the label video again") from None
     with container:
         if not container.streams.video:
             raise MaskError(f"{path.name} has no video stream; a label video is an .mp4 of grey levels")
         stream = container.streams.video[0]
-        try:
-            tag = json.loads(container.metadata.get("comment", "") or "null")
-        except json.JSONDecodeError:
-            tag = None
-        if not (isinstance(tag, dict) and tag.get("format") == _LABEL_VIDEO_TAG):
-            tag = None
-        lumas = []
+        tag = _label_tag(path, container)
+        coded_h, coded_w = stream.codec_context.height, stream.codec_context.width
+        h, w = (tag["height"], tag["width"]) if tag else (coded_h, coded_w)
+        if tag and (h > coded_h or w > coded_w):
+            raise MaskError(f"{path.name}: the tag says {w}x{h} but the video is {coded_w}x{coded_h}; export it again")
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        declared = max(int(stream.frames or 0), math.ceil(duration * rate) if math.isfinite(duration * rate) else 0, 1)
+        ids = tag["ids"] if tag else [1]
+        _check_load(budget, path, frames=declared, height=h, width=w, count=len(ids))
+        if tag is not None:
+            levels = np.asarray(tag["levels"], dtype=np.int64)
+            nearest = np.abs(np.arange(256)[:, None] - levels[None]).argmin(axis=1).astype(np.uint8)  # value -> code
+            # per code, the object indices present there (code 0 is the background)
+            members = [[ids.index(i) for i in combo] for combo in tag["combos"]]
+        masks = np.zeros((len(ids), declared, h, w), dtype=bool)  # [K, T, H, W], filled frame by frame
+        count = 0
         try:
             for frame in container.decode(stream):
+                if count == masks.shape[1]:  # more frames than the container declared: grow within the budget
+                    grow = max(8, count // 4)
+                    _check_load(budget, path, frames=count + grow, height=h, width=w, count=2 * len(ids))
+                    masks = np.concatenate([masks, np.zeros_like(masks[:, :grow])], axis=1)
+                if (frame.height, frame.width) != (coded_h, coded_w):
+                    raise MaskError(f"{path.name}: frame {count} changes size; export the label video again")
                 if frame.format.name in ("yuv420p", "yuv422p", "yuv444p"):
-                    lumas.append(frame.to_ndarray()[: frame.height])  # the Y plane as stored (video range)
+                    luma = frame.to_ndarray()[: frame.height]  # the Y plane as stored (video range)
                 else:
-                    lumas.append(frame.to_ndarray(format="gray"))
+                    luma = frame.to_ndarray(format="gray")
+                if tag is None:  # a plain black/white mask video from another tool: one object
+                    masks[0, count] = luma >= 126
+                else:
+                    codes = nearest[luma[:h, :w]]  # nearest level: robust to a lossy re-encode
+                    for code, objects in enumerate(members):
+                        if objects:
+                            hit = codes == code
+                            for k in objects:
+                                masks[k, count] |= hit
+                count += 1
         except av.error.FFmpegError as err:
-            if not lumas:
+            if not count:
                 raise MaskError(
                     f"{path.name}: no frame decodes ({err}); the file is corrupt, export it again"
-                ) from err
-        if not lumas:
+                ) from None
+        if not count:
             raise MaskError(f"{path.name} has no frames; export the label video again")
-        file_fps = float(stream.average_rate) if stream.average_rate else (fps or DEFAULT_FPS)
-    luma = np.stack(lumas)  # uint8 [T, H, W]
-    if tag is None:  # a plain black/white mask video from another tool: one object
-        return MaskSet(luma[None] >= 126, file_fps, [1], ["object 1"])
-    h, w = int(tag["height"]), int(tag["width"])
-    levels = np.asarray(tag["levels"], dtype=np.int64)
-    nearest = np.abs(np.arange(256)[:, None] - levels[None]).argmin(axis=1).astype(np.uint8)  # value -> code
-    codes = nearest[luma[:, :h, :w]]  # nearest level: robust to a lossy re-encode
-    ids = [int(i) for i in tag["ids"]]
-    masks = np.zeros((len(ids), *codes.shape), dtype=bool)
-    for code, combo in enumerate(tag["combos"]):
-        hit = codes == code
-        for obj_id in combo:
-            masks[ids.index(int(obj_id))] |= hit
-    return MaskSet(masks, float(tag.get("fps") or file_fps), ids, [str(n) for n in tag["names"]], tag.get("meta", {}))
+        if stream.frames and count < stream.frames:
+            raise MaskError(
+                f"{path.name} is truncated or corrupt: {count} of its {stream.frames} frames decode; "
+                "export the label video again"
+            )
+        file_fps = rate or (fps or DEFAULT_FPS)
+    masks = masks[:, :count] if count == masks.shape[1] else masks[:, :count].copy()
+    if tag is None:
+        return MaskSet(masks, file_fps, [1], ["object 1"])
+    meta = tag.get("meta", {})
+    return MaskSet(masks, tag["fps"] or file_fps, ids, tag["names"], meta if isinstance(meta, dict) else {})
 
 
 # .json: COCO RLE -------------------------------------------------------------------------------------------------
@@ -729,46 +958,100 @@ def _save_coco(maskset: MaskSet, path: Path) -> None:
     path.write_text(json.dumps(doc))
 
 
+def _rle_string_counts(counts: str) -> list[int] | None:
+    """The run lengths of a COCO compressed RLE string (pycocotools' rleFrString), or None when it is malformed."""
+    runs: list[int] = []
+    value, shift = 0, 0
+    for char in counts:
+        c = ord(char) - 48
+        if not 0 <= c < 64:
+            return None
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value, shift = 0, 0
+    return None if shift else runs
+
+
 def _decode_rle(rle: Any, h: int, w: int, where: str) -> np.ndarray:
+    """One frame's RLE as bool [H, W]; its runs must be non-negative and cover exactly H x W pixels."""
     if rle is None:
         return np.zeros((h, w), dtype=bool)
     if not isinstance(rle, dict) or "counts" not in rle:
         raise MaskError(f"{where}: expected an RLE {{'size': [h, w], 'counts': ...}}, got {str(rle)[:60]}")
-    size = [int(s) for s in rle.get("size", (h, w))]
+    try:
+        size = [int(s) for s in rle.get("size", (h, w))]
+    except (TypeError, ValueError):
+        size = None
     if size != [h, w]:
-        raise MaskError(f"{where}: RLE size {size} does not match the video size {[h, w]}")
-    if isinstance(rle["counts"], list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(rle, h, w)
+        raise MaskError(f"{where}: RLE size {str(rle.get('size'))[:40]} does not match the video size {[h, w]}")
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        runs = counts if all(isinstance(c, int) and not isinstance(c, bool) for c in counts) else None
+    elif isinstance(counts, str):
+        runs = _rle_string_counts(counts)
+    else:
+        runs = None
+    if runs is None or any(r < 0 for r in runs) or sum(runs) != h * w:
+        raise MaskError(
+            f"{where}: the RLE counts are malformed (they must be non-negative runs covering {h}x{w} pixels); "
+            "export the masks again"
+        )
+    if isinstance(counts, list):
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
+        rle = {"size": [h, w], "counts": counts.encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
 
 
-def _load_coco(path: Path, fps: float | None) -> MaskSet:
+def _video_field(doc: dict, video: dict, key: str, path: Path) -> object:
+    if key not in video:
+        raise MaskError(f"{path.name}: the video entry lacks '{key}'; export the masks again")
+    return video[key]
+
+
+def _load_coco(path: Path, fps: float | None, budget: Budget) -> MaskSet:
+    budget.check_bytes(path.name, 8 * path.stat().st_size, hint="the JSON text is too large", error=MaskError)
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MaskError(f"{path.name} is not valid JSON ({err}); export the masks again") from err
+        raise MaskError(f"{path.name} is not valid JSON ({err}); export the masks again") from None
     if isinstance(doc, dict) and "masklet" in doc:
-        return _load_sav(path, doc, fps)
+        return _load_sav(path, doc, fps, budget)
     if not isinstance(doc, dict) or "annotations" not in doc or "videos" not in doc:
         raise MaskError(
             f"{path.name} is JSON but not COCO-style video masks: expected 'videos' and 'annotations' with per-frame "
             "RLE 'segmentations' (YouTube-VIS layout) or an SA-V 'masklet'"
         )
+    if not isinstance(doc["videos"], list) or not isinstance(doc["annotations"], list):
+        raise MaskError(f"{path.name}: 'videos' and 'annotations' must be lists; export the masks again")
     if not doc["videos"]:
         raise MaskError(f"{path.name} lists no videos")
     video = doc["videos"][0]
-    h, w = int(video["height"]), int(video["width"])
-    extra = doc.get("mvideo", {})
-    anns = [a for a in doc["annotations"] if a.get("video_id", video.get("id")) == video.get("id")]
-    t = int(video.get("length") or max((len(a.get("segmentations", [])) for a in anns), default=0))
+    if not isinstance(video, dict):
+        raise MaskError(f"{path.name}: the video entry is not an object; export the masks again")
+    h, w = _video_field(doc, video, "height", path), _video_field(doc, video, "width", path)
+    extra = doc.get("mvideo") if isinstance(doc.get("mvideo"), dict) else {}
+    anns = [
+        a for a in doc["annotations"] if isinstance(a, dict) and a.get("video_id", video.get("id")) == video.get("id")
+    ]
+    segments = [a.get("segmentations") for a in anns]
+    t = video.get("length") or max((len(s) for s in segments if isinstance(s, list)), default=0)
     if t == 0:
         raise MaskError(f"{path.name} has no frames (video length 0 and no segmentations)")
-    categories = {c["id"]: c["name"] for c in doc.get("categories", [])}
+    _check_load(budget, path, frames=t, height=h, width=w, count=len(anns))
+    t, h, w = int(t), int(h), int(w)
+    categories = {c.get("id"): c.get("name") for c in doc.get("categories", []) if isinstance(c, dict)}
     masks = np.zeros((len(anns), t, h, w), dtype=bool)
     ids, names = [], []
-    for k, ann in enumerate(anns):
-        segs = ann.get("segmentations")
-        if segs is None:
+    for k, (ann, segs) in enumerate(zip(anns, segments)):
+        if not isinstance(segs, list):
             raise MaskError(f"{path.name}: annotation {ann.get('id')} has no 'segmentations' list")
         if len(segs) != t:
             raise MaskError(f"{path.name}: annotation {ann.get('id')} has {len(segs)} frames, the video has {t}")
@@ -779,18 +1062,24 @@ def _load_coco(path: Path, fps: float | None) -> MaskSet:
     if len(set(ids)) != len(ids) or min(ids, default=1) < 1:
         ids = list(range(1, len(anns) + 1))
     file_fps = extra.get("fps") or video.get("fps") or fps or DEFAULT_FPS
-    return MaskSet(masks, float(file_fps), ids, names, extra.get("meta", {}))
+    meta = extra.get("meta", {})
+    return MaskSet(masks, float(file_fps), ids, names, meta if isinstance(meta, dict) else {})
 
 
-def _load_sav(path: Path, doc: dict, fps: float | None) -> MaskSet:
+def _load_sav(path: Path, doc: dict, fps: float | None, budget: Budget) -> MaskSet:
     """SA-V style: `masklet[t][k]` is the RLE of object k at annotated frame t."""
     frames = doc["masklet"]
+    if not isinstance(frames, list) or not all(isinstance(per, list) for per in frames):
+        raise MaskError(f"{path.name}: the masklet must be a list (frames) of lists (objects) of RLEs")
     if not frames:
         raise MaskError(f"{path.name}: the masklet is empty")
-    first = next((r for per in frames for r in per if r), None)
-    h = int(doc.get("video_height") or (first or {}).get("size", [0, 0])[0])
-    w = int(doc.get("video_width") or (first or {}).get("size", [0, 0])[1])
+    first = next((r for per in frames for r in per if isinstance(r, dict)), None) or {}
+    size = first.get("size") if isinstance(first.get("size"), list) and len(first["size"]) == 2 else [0, 0]
+    h = doc.get("video_height") or size[0]
+    w = doc.get("video_width") or size[1]
     k = max(len(per) for per in frames)
+    _check_load(budget, path, frames=len(frames), height=h, width=w, count=k)
+    h, w = int(h), int(w)
     masks = np.zeros((k, len(frames), h, w), dtype=bool)
     for i, per in enumerate(frames):
         for j, rle in enumerate(per):
