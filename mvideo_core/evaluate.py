@@ -18,7 +18,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mvideo_core import cli_args
+from mvideo_core.budget import add_budget_arguments, budget_from_args, use_budget
 from mvideo_core.metrics import ClipScore, MaskAlignment, aggregate, score_clip
+from mvideo_core.outputs import OutputError, check_writable_file, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="auto (SAM2 if its weights are here, else classic), sam2, classic, or a SAM2 hub id / local folder",
     )
     parser.add_argument("--device", default=None, help="device of the SAM2 tracker (default: cuda if available)")
-    parser.add_argument("--fps", type=float, default=None, help="read videos at this fps (default: their own)")
+    parser.add_argument("--fps", type=cli_args.fps, default=None, help="read videos at this fps (default: their own)")
     parser.add_argument("--out", type=Path, default=None, help="write the full report (per clip, per frame) as JSON")
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
     if args.pairs is None and args.videos is None:
         parser.error("give --videos (and --masks) or --pairs")
@@ -106,12 +110,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
-    pairs = read_pairs(args.pairs) if args.pairs else find_pairs(args.videos, args.masks or args.videos)
-    from mvideo_core.extraction import load_tracker
+    from mvideo_core.extraction import ExtractionError, load_tracker
 
-    tracker = load_tracker(args.tracker, device=args.device)
+    try:
+        if args.out:  # before any scoring: a report that cannot be written is known now, not after the work
+            check_writable_file(args.out, "--out")
+        pairs = read_pairs(args.pairs) if args.pairs else find_pairs(args.videos, args.masks or args.videos)
+        tracker = load_tracker(args.tracker, device=args.device)
+    except (OutputError, ExtractionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     logger.info("tracker: %s", getattr(tracker, "description", "") or getattr(tracker, "name", type(tracker)))
-    result = evaluate_pairs(pairs, tracker, fps=args.fps)
+    with use_budget(budget_from_args(args)):
+        result = evaluate_pairs(pairs, tracker, fps=args.fps)
     for clip in result.clips:
         print(f"{clip.name}: mIoU {clip.miou:.4f} over {clip.frames_scored} frames")
     for name, reason in result.failed.items():
@@ -121,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(result.clips)} clips)"
     )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            write_text_atomic(args.out, json.dumps(result.to_dict(), indent=2) + "\n")
+        except OSError as err:
+            print(
+                f"error: cannot write --out {args.out} ({err.strerror or err}); the scores are printed above",
+                file=sys.stderr,
+            )
+            return 2
     return 0 if result.clips else 1
 
 
