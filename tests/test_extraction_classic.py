@@ -283,3 +283,30 @@ def test_prompt_past_the_last_frame_is_explained(shapes):
 def test_bad_videos_are_explained(frames, message):
     with pytest.raises(ExtractionError, match=message):
         ClassicTracker().start(frames, 8.0)
+
+
+@pytest.mark.parametrize(("h", "w"), [(40, 2), (40, 7), (2, 40), (5, 5)])
+def test_videos_a_few_pixels_wide_are_tracked(h, w):
+    """DIS optical flow raised cv2.error on frames under ~8 px a side (issue 26.7): such videos track now."""
+    frames = np.zeros((4, h, w, 3), np.uint8)
+    gt = np.zeros((4, h, w), bool)
+    for t in range(4):
+        gt[t, t % 2 : t % 2 + max(1, h // 2), : max(1, w // 2)] = True
+        frames[t][gt[t]] = (220, 40, 40)
+    tracker = ClassicTracker()
+    session = tracker.start(frames, 8.0)
+    tracker.add_prompt(session, 1, 0, box=[0, 0, w, h])
+    result = tracker.propagate(session, show_progress=False)
+    assert result.masks.shape == (1, 4, h, w) and result.masks[0, 0].any()
+
+
+def test_cli_on_a_video_six_pixels_wide(tmp_path):
+    from mvideo_core import extract
+    from mvideo_core.video_io import write_video
+
+    frames = np.full((5, 48, 6, 3), 30, np.uint8)
+    frames[:, 10:30, 1:5] = (230, 40, 40)
+    path = write_video(tmp_path / "narrow.mp4", frames, 8.0, crf=10)
+    assert extract.main([str(path), "--box", "0,5,6,35@0", "--tracker", "classic", "--out", str(tmp_path / "o"),
+                         "--quiet"]) == 0  # fmt: skip
+    assert (tmp_path / "o" / "masks.zip").is_file()

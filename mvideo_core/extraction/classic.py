@@ -107,6 +107,22 @@ def _stands_out(image: np.ndarray, region: np.ndarray, trimap: np.ndarray, tol: 
     return bool(np.median(_colour_distance(px[:: max(1, len(px) // 1024)], image[ring])) > tol)
 
 
+DIS_MIN_SIDE = 16  # OpenCV's DIS flow fails (cv2.error) on images under ~8 px a side: pad smaller frames to this
+
+
+def dis_flow(dis: cv2.DISOpticalFlow, image: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Dense flow from gray `image` to `other` (uint8 [h, w]): for each pixel of `image`, where it is in `other`.
+
+    float32 [h, w, 2]. Frames narrower or lower than `DIS_MIN_SIDE` are edge-padded for DIS and the flow cropped back,
+    so a 2-7 px wide video tracks instead of raising cv2.error."""
+    h, w = image.shape
+    ph, pw = max(0, DIS_MIN_SIDE - h), max(0, DIS_MIN_SIDE - w)
+    if ph or pw:
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+        other = cv2.copyMakeBorder(other, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+    return dis.calc(image, other, None)[:h, :w]
+
+
 class ClassicTracker(Tracker):
     """OpenCV-only tracker with the same session API as `Sam2Tracker`; several objects, both directions."""
 
@@ -149,7 +165,7 @@ class ClassicTracker(Tracker):
         cache = session.engine["flow"]
         if key not in cache:
             cache.clear()
-            cache[key] = self._dis.calc(self._gray(session, dst), self._gray(session, src), None)
+            cache[key] = dis_flow(self._dis, self._gray(session, dst), self._gray(session, src))
         return cache[key]
 
     def _to_video(self, session: TrackerSession, work_mask: np.ndarray) -> np.ndarray:
