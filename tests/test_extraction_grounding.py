@@ -113,6 +113,17 @@ def test_text_on_a_later_frame_adds_late_objects(sample):
     assert inter / (result.masks.masks[0] | gt.masks[0]).sum() > 0.8  # tracked both ways from frame 5
 
 
+def test_the_same_text_on_several_frames_refines_one_object(sample):
+    """Two --text-frame prompts for one phrase made two objects of the same name (issue 25.5): now one object
+    prompted on both frames."""
+    video, gt = sample
+    result = extract_masks(
+        video, text="ball . box", text_frames=[0, 6], grounder=FixedGrounder(gt), show_progress=False
+    )
+    assert sorted(result.masks.names) == ["ball", "box"] and result.masks.num_objects == 2
+    assert result.masks.meta["prompt_frames"] == {"1": [0, 6], "2": [0, 6]}
+
+
 def test_text_without_grounding_weights_points_at_the_flag(sample):
     with pytest.raises(ExtractionError, match="--grounding-dino"):
         extract_masks(sample[0], text="ball", show_progress=False)

@@ -249,6 +249,7 @@ def extract_masks(
     detections: list[Detections] = []
     prompts: list[tuple[int, int, np.ndarray | None, np.ndarray | None, np.ndarray | None, str | None]] = []
     next_id = 1
+    id_of_phrase: dict[str, int] = {}  # the same phrase on several frames refines one object
     for f in frames_for_text if phrases else []:
         found = grounder.detect(frames[f], phrases, frame_idx=f).best_per_label()
         detections.append(found)
@@ -259,8 +260,10 @@ def extract_masks(
                     "another frame (--text-frame), a lower --box-threshold, or a --box"
                 )
         for box, label in zip(found.boxes, found.labels):
-            prompts.append((next_id, f, box, None, None, label))
-            next_id += 1
+            if label not in id_of_phrase:
+                id_of_phrase[label] = next_id
+                next_id += 1
+            prompts.append((id_of_phrase[label], f, box, None, None, label))
     for b in boxes:
         obj_id = b.obj_id or next_id
         next_id = max(next_id, obj_id + 1)
