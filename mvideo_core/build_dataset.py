@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                 "none of the videos has a caption: write a .txt beside each video, pass --captions FILE.csv "
                 "(columns video,caption), or pass --captioner MODEL_ID to caption with a vision-language model"
             )
-        from mvideo_core.extraction import load_grounder, load_tracker
+        from mvideo_core.extraction import GroundingSettings, load_grounder, load_tracker
 
-        grounder = load_grounder(args.grounder, models_dir=args.models_dir, device=args.device)
+        # the grounder's own threshold must be the one asked for: at its default (0.35) a lower --box-threshold
+        # filtered boxes that had already been dropped
+        settings = GroundingSettings(box_threshold=args.box_threshold)
+        grounder = load_grounder(args.grounder, models_dir=args.models_dir, device=args.device, settings=settings)
         tracker = load_tracker(args.tracker, models_dir=args.models_dir, device=args.device)
     except (DatasetBuildError, CaptionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

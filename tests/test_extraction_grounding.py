@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mvideo_core import extract
 from mvideo_core.extraction import (
@@ -85,10 +86,68 @@ def test_all_coco_classes_are_split_into_queries_that_fit(tiny_gdino, sample):
 
 
 def test_no_detection_is_a_clear_message_not_a_crash(tiny_gdino, sample):
-    grounder = load_grounder(str(tiny_gdino), settings=GroundingSettings(1.01, 1.01), device="cpu")
+    grounder = load_grounder(str(tiny_gdino), settings=GroundingSettings(1.0, 1.0), device="cpu")
     assert len(grounder.detect(sample[0].frames[0], "ball")) == 0
     with pytest.raises(ExtractionError, match="no 'ball' found on frame 0"):
         extract_masks(sample[0], text="ball", grounder=grounder, show_progress=False)
+
+
+def test_box_thresholds_below_the_text_threshold_keep_more_boxes(tiny_gdino, sample, monkeypatch):
+    """Each query's best token probability is its score; a box scoring 0.30 or 0.10 (below the 0.35 default and the
+    0.25 text threshold) is kept at a lower box threshold, with the phrase of its best token."""
+    grounder = load_grounder(str(tiny_gdino), device="cpu")
+    ids = grounder.processor.tokenizer("ball . dog .").input_ids  # [CLS] ball . dog . [SEP]
+    model_forward = grounder.model.forward
+
+    def controlled(*args, **kwargs):
+        out = model_forward(*args, **kwargs)
+        logits = torch.full_like(out.logits, -20.0)  # [1, Q, text length]: every query scores ~0
+        logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
+        logits[0, 0, ids.index(grounder.processor.tokenizer.convert_tokens_to_ids("dog"))] = logit(0.9)
+        logits[0, 1, 1] = logit(0.30)  # "ball"
+        logits[0, 2, 3] = logit(0.10)  # "dog"
+        out.logits = logits
+        out.pred_boxes = torch.tensor([[0.5, 0.5, 0.4, 0.4]]).expand_as(out.pred_boxes).clone()
+        return out
+
+    monkeypatch.setattr(grounder.model, "forward", controlled)
+    frame = sample[0].frames[0]
+    found = {}
+    for threshold in (0.35, 0.2, 0.05):
+        grounder.settings = GroundingSettings(box_threshold=threshold)
+        found[threshold] = grounder.detect(frame, "ball . dog")
+    assert found[0.35].labels == ["dog"]
+    assert found[0.2].labels == ["dog", "ball"] and found[0.2].scores[1] == pytest.approx(0.30, abs=1e-4)
+    assert found[0.05].labels == ["dog", "ball", "dog"]
+    np.testing.assert_allclose(found[0.05].boxes[0], [0.3 * 144, 0.3 * 96, 0.7 * 144, 0.7 * 96], atol=1e-3)
+
+
+def test_build_dataset_gives_its_box_threshold_to_the_grounder(tmp_path, monkeypatch):
+    """build_dataset filtered by --box-threshold after a grounder built at the 0.35 default: lower values did
+    nothing. The grounder now gets the threshold asked for."""
+    from mvideo_core import build_dataset
+
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    (tmp_path / "clip.txt").write_text("a bunny")
+    seen = []
+
+    def fake_load_grounder(*args, settings=None, **kwargs):
+        seen.append(settings)
+        raise ExtractionError("stop here")
+
+    monkeypatch.setattr("mvideo_core.extraction.load_grounder", fake_load_grounder)
+    assert build_dataset.main([str(tmp_path), str(tmp_path / "out"), "--box-threshold", "0.1"]) == 2
+    assert seen[0].box_threshold == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("value", ["nan", "1.5", "-0.1"])
+def test_cli_threshold_outside_0_1_is_refused(tmp_path, sample, capsys, value):
+    video_path = tmp_path / "v.mp4"
+    from mvideo_core.video_io import write_video
+
+    write_video(video_path, sample[0].frames[:2], 8.0)
+    code = extract.main([str(video_path), "--text", "ball", "--box-threshold", value, "--out", str(tmp_path / "o")])
+    assert code == 2 and "box_threshold is a probability in [0, 1]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["", " . ", ",", []])

@@ -52,10 +52,18 @@ def parse_phrases(text: str | Sequence[str]) -> list[str]:
 
 @dataclass
 class GroundingSettings:
-    """Thresholds of Grounding DINO (the authors' defaults)."""
+    """Thresholds of Grounding DINO (the authors' defaults). `box_threshold` keeps boxes whose best token scores above
+    it, at any value in (0, 1), below the text threshold too; `text_threshold` only matters on the fallback path."""
 
     box_threshold: float = 0.35
     text_threshold: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("box_threshold", "text_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+                raise ExtractionError(f"{name} is a probability in [0, 1], got {value!r}")
+            setattr(self, name, float(value))
 
 
 class GroundingDinoDetector:
@@ -111,6 +119,63 @@ class GroundingDinoDetector:
         words = set(label.split())
         return max(phrases, key=lambda p: (len(words & set(p.split())), -abs(len(p) - len(label))))
 
+    def _phrase_tokens(self, input_ids: torch.Tensor, group: list[str]) -> list[list[int]] | None:
+        """Token positions of each phrase of `group` in the query 'a . b .' (None if the split is not one-to-one)."""
+        tokenizer = self.processor.tokenizer
+        dot = tokenizer.convert_tokens_to_ids(".")
+        special = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id}  # not [UNK]: in a phrase
+        spans, current = [], []
+        for i, token in enumerate(input_ids.tolist()):
+            if token == dot or token in special:
+                if current:
+                    spans.append(current)
+                current = []
+            else:
+                current.append(i)
+        return spans if len(spans) == len(group) else None
+
+    def _boxes_and_labels(
+        self, outputs, input_ids: torch.Tensor, group: list[str], size: tuple[int, int]
+    ) -> list[tuple[np.ndarray, float, str]]:
+        """(box xyxy pixels, score, phrase) of every query scoring above `box_threshold`.
+
+        A box's score is its best token probability, as in the authors' code and transformers' post-processing; its
+        phrase is the one holding that token's phrase's highest probability. transformers names a box only by the
+        tokens above `text_threshold`, so a box scoring between `box_threshold` and `text_threshold` came back with
+        no name and was dropped: a box threshold below the text threshold had no effect."""
+        h, w = size
+        probs = outputs.logits[0].float().sigmoid().cpu()  # [Q, max_text_len]
+        scores = probs.max(dim=-1).values  # [Q]
+        keep = torch.nonzero(scores > self.settings.box_threshold).flatten()
+        spans = self._phrase_tokens(input_ids.cpu(), group)
+        if spans is None or len(keep) == 0:
+            if len(keep):  # unusual tokenisation: fall back to transformers' labels (text_threshold applies)
+                return self._post_processed(outputs, input_ids, group, size)
+            return []
+        phrase_scores = torch.stack([probs[keep][:, span].max(dim=-1).values for span in spans], dim=-1)  # [K, P]
+        cx, cy, bw, bh = outputs.pred_boxes[0, keep].float().cpu().unbind(-1)  # normalised centre and size
+        xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1).numpy()
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+        best = phrase_scores.argmax(dim=-1).tolist()
+        return [(xyxy[k], float(scores[q]), group[best[k]]) for k, q in enumerate(keep.tolist())]
+
+    def _post_processed(self, outputs, input_ids, group, size) -> list[tuple[np.ndarray, float, str]]:
+        h, w = size
+        result = self.processor.post_process_grounded_object_detection(
+            outputs,
+            input_ids[None],
+            threshold=self.settings.box_threshold,
+            text_threshold=self.settings.text_threshold,
+            target_sizes=[(h, w)],
+        )[0]
+        box = result["boxes"].float().cpu().numpy().reshape(-1, 4)
+        box[:, [0, 2]] = box[:, [0, 2]].clip(0, w)
+        box[:, [1, 3]] = box[:, [1, 3]].clip(0, h)
+        names = result["text_labels"] if "text_labels" in result else result["labels"]
+        scores = result["scores"].float().cpu().numpy()
+        return [(b, float(s), self._match(n, group)) for b, s, n in zip(box, scores, names) if n]
+
     @torch.inference_mode()
     def detect(self, frame: np.ndarray, phrases: Sequence[str] | str, frame_idx: int = 0) -> Detections:
         """Boxes (xyxy pixels), scores and phrase labels on `frame` (uint8 [H, W, 3] RGB); may be empty."""
@@ -126,23 +191,12 @@ class GroundingDinoDetector:
             text = " . ".join(group) + " ."
             inputs = self.processor(images=frame, text=text, return_tensors="pt").to(self.device)
             outputs = self.model(**inputs)
-            result = self.processor.post_process_grounded_object_detection(
-                outputs,
-                inputs.input_ids,
-                threshold=self.settings.box_threshold,
-                text_threshold=self.settings.text_threshold,
-                target_sizes=[(h, w)],
-            )[0]
-            box = result["boxes"].float().cpu().numpy().reshape(-1, 4)
-            box[:, [0, 2]] = box[:, [0, 2]].clip(0, w)
-            box[:, [1, 3]] = box[:, [1, 3]].clip(0, h)
-            names = result["text_labels"] if "text_labels" in result else result["labels"]
-            for b, s, name in zip(box, result["scores"].float().cpu().numpy(), names):
-                if not name or b[2] - b[0] < 1 or b[3] - b[1] < 1:
-                    continue  # a box no phrase claims, or one that collapsed to a line after clipping
+            for b, score, label in self._boxes_and_labels(outputs, inputs.input_ids[0], group, (h, w)):
+                if b[2] - b[0] < 1 or b[3] - b[1] < 1:
+                    continue  # a box that collapsed to a line after clipping
                 boxes.append(b)
-                scores.append(s)
-                labels.append(self._match(name, group))
+                scores.append(score)
+                labels.append(label)
         order = np.argsort(-np.asarray(scores, dtype=np.float32)) if scores else np.zeros(0, int)
         return Detections(
             np.asarray(boxes, np.float32).reshape(-1, 4)[order],
