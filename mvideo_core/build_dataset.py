@@ -16,6 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mvideo_core import cli_args
+from mvideo_core.outputs import OutputError, check_writable_dir
 from mvideo_core.training.captions import CaptionError, CaptionSource, TransformersCaptioner
 from mvideo_core.training.dataset_builder import (
     BuildOptions,
@@ -43,13 +45,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("out", type=Path, help="dataset folder (manifests, status logs, masks/)")
     p.add_argument("--captions", type=Path, default=None, help="CSV with columns video,caption")
     p.add_argument("--captioner", default=None, help="caption with this transformers image-text-to-text model id")
-    p.add_argument("--shard-index", type=int, default=None, help="this job's shard (default: RANK or 0)")
-    p.add_argument("--num-shards", type=int, default=None, help="number of shards (default: WORLD_SIZE or 1)")
-    p.add_argument("--min-seconds", type=float, default=8.0, help="keep scene segments at least this long")
-    p.add_argument("--max-seconds", type=float, default=16.0, help="split longer segments (0: never split)")
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument(
+        "--shard-index", type=cli_args.frame_index, default=None, help="this job's shard (default: RANK or 0)"
+    )
+    p.add_argument(
+        "--num-shards",
+        type=cli_args.number(1, integer=True),
+        default=None,
+        help="number of shards (default: WORLD_SIZE or 1)",
+    )
+    p.add_argument("--min-seconds", type=cli_args.seconds, default=8.0, help="keep scene segments at least this long")
+    p.add_argument(
+        "--max-seconds",
+        type=cli_args.number(0, 24 * 3600),
+        default=16.0,
+        help="split longer segments (0: never split)",
+    )
+    p.add_argument("--fps", type=cli_args.fps, default=8.0)
     p.add_argument("--size", type=_size, default=(480, 720), help="frames and masks size HxW (default 480x720)")
-    p.add_argument("--scene-threshold", type=float, default=27.0, help="PySceneDetect ContentDetector threshold")
+    p.add_argument(
+        "--scene-threshold", type=cli_args.number(0, 255), default=27.0, help="PySceneDetect ContentDetector threshold"
+    )
     p.add_argument(
         "--grounder",
         default=None,
@@ -62,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--models-dir", default=None, help="folder searched for Grounding DINO and SAM2 weights")
     p.add_argument("--device", default=None, help="device for the models (default: cuda if available)")
-    p.add_argument("--box-threshold", type=float, default=0.35)
-    p.add_argument("--max-objects", type=int, default=3)
+    p.add_argument("--box-threshold", type=cli_args.fraction, default=0.35)
+    p.add_argument("--max-objects", type=cli_args.number(1, integer=True), default=3)
     p.add_argument("--retry-failed", action="store_true", help="process again videos that failed before")
     p.add_argument("--merge", action="store_true", help="only merge the shards into OUT/manifest.jsonl")
     p.add_argument("--no-progress", action="store_true")
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             retry_failed=args.retry_failed,
         )
         videos = list_videos(args.videos)
+        check_writable_dir(args.out, flag="OUT")  # before any model loads or video is read
         if not 0 <= shard_index < num_shards:
             raise DatasetBuildError(f"--shard-index must lie in [0, {num_shards - 1}], got {shard_index}")
         captioner = TransformersCaptioner(args.captioner, device=args.device) if args.captioner else None
@@ -108,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = GroundingSettings(box_threshold=args.box_threshold)
         grounder = load_grounder(args.grounder, models_dir=args.models_dir, device=args.device, settings=settings)
         tracker = load_tracker(args.tracker, models_dir=args.models_dir, device=args.device)
-    except (DatasetBuildError, CaptionError, ValueError) as err:
+    except (DatasetBuildError, CaptionError, OutputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     builder = DatasetBuilder(grounder, tracker, captions, options)

@@ -25,7 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mvideo_core import cli_args
+from mvideo_core.budget import add_budget_arguments, budget_from_args
 from mvideo_core.masks import MaskSet, load_masks, save_masks
+from mvideo_core.outputs import OutputError, check_writable_dir
 from mvideo_core.video_io import Video, read_video, write_video
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
@@ -356,12 +359,30 @@ def write_samples(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mvideo_core.samples", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help="folder to write (default assets/samples)")
-    parser.add_argument("--size", type=int, nargs=2, default=DEFAULT_SIZE, metavar=("H", "W"), help="frame size")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per sample (default 33)")
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    size = cli_args.number(16, 8192, integer=True)
+    parser.add_argument("--size", type=size, nargs=2, default=DEFAULT_SIZE, metavar=("H", "W"), help="frame size")
+    frames = cli_args.number(1, 3600, integer=True)
+    parser.add_argument("--frames", type=frames, default=DEFAULT_FRAMES, help="frames per sample (default 33)")
+    parser.add_argument("--fps", type=cli_args.fps, default=8.0, help="frame rate (default 8)")
+    parser.add_argument("--seed", type=cli_args.number(0, 2**32 - 1, integer=True), default=0, help="random seed")
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
-    manifest = write_samples(args.out, size=tuple(args.size), num_frames=args.frames, fps=args.fps, seed=args.seed)
+    try:
+        (h, w), budget = args.size, budget_from_args(args)
+        # frames, masks and the float work images of one sample, about 8 bytes a pixel
+        budget.check(
+            "a sample",
+            frames=args.frames,
+            height=h,
+            width=w,
+            itemsize=8,
+            hint="pass a smaller --size or fewer --frames",
+            error=SampleError,
+        )
+        check_writable_dir(args.out)
+        manifest = write_samples(args.out, size=(h, w), num_frames=args.frames, fps=args.fps, seed=args.seed)
+    except (SampleError, OutputError) as err:
+        parser.exit(2, f"error: {err}\n")
     total = sum(p.stat().st_size for p in manifest.parent.iterdir() if p.is_file())
     print(f"wrote {len(list_samples())} samples to {manifest.parent} ({total / 1024:.0f} KiB)")
 

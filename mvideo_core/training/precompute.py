@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from mvideo_core import cli_args
 from mvideo_core.training.config import TrainConfig
 from mvideo_core.training.manifest import ClipRecord, read_manifest, shard_of
 
@@ -341,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--shard-size", type=int, default=64, help="samples per safetensors file")
+    p.add_argument(
+        "--shard-size", type=cli_args.number(1, integer=True), default=64, help="samples per safetensors file"
+    )
     p.add_argument("--vae-tiling", action="store_true", help="lower VAE memory at full resolution")
     args = p.parse_args(argv)
     config = TrainConfig.from_file(args.config, args.set)

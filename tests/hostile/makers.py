@@ -62,6 +62,17 @@ def repeated_keyframe_video(path: Path, width: int, height: int, frames: int, ta
     return path
 
 
+def audio_only_mp4(path: Path) -> Path:
+    """An mp4 holding one AAC track and no video stream."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path
+
+
 def label_tag(height: int, width: int, ids=(1,), **overrides) -> dict:
     """The comment tag of a label video (`mvideo_core.masks` format), with fields overridden."""
     ids = list(ids)

@@ -218,3 +218,61 @@ def test_evaluate_reports_an_unreadable_video_as_not_scored(tmp_path, scored, ca
     (tmp_path / "clip.npz").write_bytes((scored / "clip.npz").read_bytes())
     code, output = run_cli(evaluate.main, ["--videos", tmp_path, "--tracker", "classic"], capsys)
     assert_refused(code, output, "clip.mp4: not scored (VideoError", exit_code=1)
+
+
+# -- the other non-generation command lines ---------------------------------------------------------------------
+
+SAMPLES_FLAGS = {
+    "frames-zero": (["--frames", "0"], "--frames"),
+    "frames-huge": (["--frames", "1e9"], "--frames"),
+    "fps-nan": (["--fps", "nan"], "--fps"),
+    "size-zero": (["--size", "0", "64"], "--size"),
+    "size-huge": (["--size", "100000", "100000"], "--size"),
+    "seed-negative": (["--seed", "-1"], "--seed"),
+    "memory-budget": (["--frames", "3000", "--size", "2000", "2000"], "--max-memory-gb"),
+    "out-under-a-file": (["--out", "{file}/samples"], "not writable"),
+}
+
+
+@pytest.mark.parametrize("flags, words", list(SAMPLES_FLAGS.values()), ids=list(SAMPLES_FLAGS))
+def test_samples_cli_bad_input_is_refused_before_writing(tmp_path, capsys, flags, words):
+    from mvideo_core import samples
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["--out", tmp_path / "out", *(f.replace("{file}", str(blocker)) for f in flags)]
+    code, output = run_cli(samples.main, argv, capsys)
+    assert_refused(code, output, words, exit_code=2)
+    assert not (tmp_path / "out").exists()
+
+
+BUILD_FLAGS = {
+    "fps-nan": ["--fps", "nan"],
+    "min-seconds-negative": ["--min-seconds", "-1"],
+    "max-seconds-nan": ["--max-seconds", "nan"],
+    "box-threshold-5": ["--box-threshold", "5"],
+    "scene-threshold-nan": ["--scene-threshold", "nan"],
+    "max-objects-zero": ["--max-objects", "0"],
+    "num-shards-zero": ["--num-shards", "0"],
+    "shard-index-negative": ["--shard-index", "-1"],
+}
+
+
+@pytest.mark.parametrize("flags", list(BUILD_FLAGS.values()), ids=list(BUILD_FLAGS))
+def test_build_dataset_bad_number_is_refused_by_argparse(tmp_path, clip, capsys, flags):
+    from mvideo_core import build_dataset
+
+    code, output = run_cli(build_dataset.main, [clip.parent, tmp_path / "ds", *flags], capsys)
+    assert_refused(code, output, flags[0], exit_code=2)
+
+
+def test_build_dataset_unwritable_out_is_refused_before_models_load(tmp_path, clip, capsys):
+    from mvideo_core import build_dataset
+
+    (clip.parent / "clip.txt").write_text("a grey square")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = [clip.parent, blocker / "ds", "--grounder", tmp_path / "no-such-model"]
+    code, output = run_cli(build_dataset.main, argv, capsys)
+    assert_refused(code, output, "OUT", "not writable", exit_code=2)
+    assert "no-such-model" not in output  # refused before the grounder was looked for

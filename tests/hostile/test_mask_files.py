@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from makers import coco_json, h264_video, label_tag, repeated_keyframe_video
+from makers import audio_only_mp4, coco_json, h264_video, label_tag, repeated_keyframe_video
 from PIL import Image
 
 from mvideo_core.budget import Budget
@@ -462,15 +462,7 @@ def test_label_video_declaring_more_than_the_budget_is_refused(tmp_path):
 
 
 def test_label_video_holding_no_video_stream_is_refused(tmp_path):
-    import av
-
-    path = tmp_path / "labels.mp4"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 8000, 0
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
+    path = audio_only_mp4(tmp_path / "labels.mp4")
     refuse(path, "no video stream")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from makers import h264_video
+from makers import audio_only_mp4, h264_video
 
 from mvideo_core.budget import Budget
 from mvideo_core.video_io import (
@@ -105,15 +105,7 @@ def test_missing_path_and_folder_are_refused(tmp_path, what):
 
 
 def test_audio_only_file_is_refused(tmp_path):
-    import av
-
-    path = tmp_path / "sound.mp4"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 8000, 0
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
+    path = audio_only_mp4(tmp_path / "sound.mp4")
     refuse(lambda: read_video(path), "no video stream")
 
 
