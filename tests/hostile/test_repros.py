@@ -141,3 +141,23 @@ def test_finding_7_evaluate_refuses_an_unwritable_out_before_scoring(tmp_path):
     )
     assert_clear_error(run, "--out", "not writable", code=2, max_rss_mb=CLI_MB)
     assert "mIoU" not in run.stdout  # nothing was scored
+
+
+EXTRACT_THIN = """
+import sys
+from mvideo_core import extract
+for width, path in zip((2, 7), sys.argv[1:3]):
+    code = extract.main([path, "--box", f"0,4,{width},20@0", "--tracker", "classic", "--out", sys.argv[3] + str(width),
+                         "--quiet", "--no-overlay"])
+    print("width", width, "exit", code)
+"""
+
+
+def test_finding_7_extract_tracks_videos_2_to_7_px_wide(tmp_path):
+    """A video 2-7 px wide raised cv2.error in the classic tracker's DIS flow (fixed by the extraction helper;
+    its unit tests are in tests/test_extraction_classic.py). Both widths in one child."""
+    paths = [h264_video(tmp_path / f"w{w}.mp4", w, 32, frames=4, noise=False) for w in (2, 7)]
+    run = run_measured([sys.executable, "-c", EXTRACT_THIN, *map(str, paths), str(tmp_path / "out")])
+    assert run.returncode == 0 and "Traceback" not in run.output, run
+    assert "width 2 exit 0" in run.stdout and "width 7 exit 0" in run.stdout, run
+    assert run.peak_rss_mb < CLI_MB, run
