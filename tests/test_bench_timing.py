@@ -58,7 +58,7 @@ def test_timing_min_and_median():
 def test_ratio_of_minima_and_median_of_paired_repetitions():
     r = ratio(Timing((4.0, 9.0, 6.0)), Timing((1.0, 3.0, 4.0)))
     assert r.of_min == 4.0 and r.of_median == 3.0  # paired ratios 4, 3, 1.5
-    assert r.figures("x") == {"x": 4.0, "x_median": 3.0}
+    assert r.figures("x") == {"x": 3.0, "x_of_min": 4.0}
 
 
 def test_a_load_spike_in_one_repetition_leaves_both_ratios_unchanged():
