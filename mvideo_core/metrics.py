@@ -87,17 +87,28 @@ def _as_maskset(masks: MaskSet | np.ndarray, fps: float) -> MaskSet:
 
 def fit_masks_to_video(maskset: MaskSet, num_frames: int, size: tuple[int, int], fps: float) -> np.ndarray:
     """The masks bool [K, T, H, W] resampled to the video's fps and resized (nearest) to its size."""
+    from mvideo_core.budget import default_budget
     from mvideo_core.video_io import resample_indices, resize_masks
 
     masks = maskset.masks
-    if abs(maskset.fps - fps) > 1e-3:
-        idx = resample_indices(maskset.num_frames, maskset.fps, fps)
-        masks = masks[:, idx]
-    if masks.shape[1] != num_frames:
+    idx = resample_indices(maskset.num_frames, maskset.fps, fps) if abs(maskset.fps - fps) > 1e-3 else None
+    covered = masks.shape[1] if idx is None else len(idx)
+    if covered != num_frames:  # before the resampled copy is made
         raise MetricError(
-            f"the masks cover {masks.shape[1]} frames at {fps:g} fps but the video has {num_frames}; "
+            f"the masks cover {covered} frames at {fps:g} fps but the video has {num_frames}; "
             "score a video generated from these masks (same duration), or trim the masks to it"
         )
+    if idx is not None:
+        h, w = maskset.size
+        default_budget().check(
+            f"masks resampled to {fps:g} fps",
+            frames=num_frames,
+            height=h,
+            width=w,
+            count=max(1, maskset.num_objects),
+            error=MetricError,
+        )
+        masks = masks[:, idx]
     if tuple(masks.shape[2:]) != tuple(size):
         masks = resize_masks(masks, size, fit="stretch")
     return masks

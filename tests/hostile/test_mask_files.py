@@ -534,3 +534,17 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path, name, monkeypatc
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no partial file left beside it
+
+
+def test_scoring_refuses_masks_whose_resampled_copy_is_past_the_budget():
+    from mvideo_core.budget import use_budget
+    from mvideo_core.metrics import MetricError, fit_masks_to_video
+
+    masks = MaskSet(np.ones((100, 2, 64, 64), bool), 1.0)  # 2 s at 1 fps, 100 objects
+    with (
+        use_budget(Budget(max_bytes=2**20)),
+        pytest.raises(MetricError, match="masks resampled to 8 fps needs 6.25 MiB"),
+    ):
+        fit_masks_to_video(masks, 16, (64, 64), 8.0)
+    with pytest.raises(MetricError, match="the masks cover 16 frames at 8 fps but the video has 9"):
+        fit_masks_to_video(masks, 9, (64, 64), 8.0)
