@@ -434,7 +434,7 @@ def _is_npz(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name.endswith(".npy") for name in archive.namelist())
-    except zipfile.BadZipFile:
+    except (OSError, ValueError, RuntimeError, *_ARCHIVE_ERRORS):  # a torn zip: the zip reader names the problem
         return False
 
 
@@ -812,9 +812,14 @@ def _save_label_video(maskset: MaskSet, path: Path) -> None:
 
 def _label_tag(path: Path, container: av.container.InputContainer) -> dict | None:
     """The label video's JSON tag (ids, names, levels, combos), validated; None for a plain mask video."""
+    comment = container.metadata.get("comment", "") or "null"
     try:
-        tag = json.loads(container.metadata.get("comment", "") or "null")
+        tag = json.loads(comment)
     except json.JSONDecodeError:
+        if _LABEL_VIDEO_TAG in comment:  # our tag, damaged: the objects cannot be told apart
+            raise MaskError(
+                f"{path.name}: the label tag is damaged (not valid JSON); export the label video again"
+            ) from None
         return None
     if not (isinstance(tag, dict) and tag.get("format") == _LABEL_VIDEO_TAG):
         return None
@@ -851,7 +856,7 @@ def _label_tag(path: Path, container: av.container.InputContainer) -> dict | Non
 
 def _load_label_video(path: Path, fps: float | None, budget: Budget) -> MaskSet:
     try:
-        container = av.open(str(path), "r")
+        container = av.open(str(path), "r", metadata_errors="replace")
     except av.error.FFmpegError as err:
         raise MaskError(f"{path.name} is not a readable video ({err}); export the label video again") from None
     with container:
@@ -859,6 +864,8 @@ def _load_label_video(path: Path, fps: float | None, budget: Budget) -> MaskSet:
             raise MaskError(f"{path.name} has no video stream; a label video is an .mp4 of grey levels")
         stream = container.streams.video[0]
         tag = _label_tag(path, container)
+        if stream.codec_context is None:
+            raise MaskError(f"{path.name}: its video codec is unknown; export the label video again")
         coded_h, coded_w = stream.codec_context.height, stream.codec_context.width
         h, w = (tag["height"], tag["width"]) if tag else (coded_h, coded_w)
         if tag and (h > coded_h or w > coded_w):

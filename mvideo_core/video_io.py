@@ -359,7 +359,7 @@ def _open(
     if path.stat().st_size == 0:
         raise VideoError(f"{path} is empty (0 bytes); the upload or copy did not finish, try again")
     try:
-        container = av.open(str(path), "r")
+        container = av.open(str(path), "r", metadata_errors="replace")  # a damaged tag must not hide the video
     except av.error.FFmpegError as err:
         raise VideoError(
             f"{path.name} is not a video FFmpeg can read ({err.strerror or err}); "
@@ -370,6 +370,9 @@ def _open(
         container.close()
         raise VideoError(f"{path.name} has no video stream (found: {', '.join(kinds)}); it is not a video")
     stream = container.streams.video[0]
+    if stream.codec_context is None:
+        container.close()
+        raise VideoError(f"{path.name}: its video codec is unknown or damaged; convert it with `ffmpeg -i in out.mp4`")
     stream.thread_type = "AUTO"
     try:
         resolve(budget).check(

@@ -548,3 +548,46 @@ def test_scoring_refuses_masks_whose_resampled_copy_is_past_the_budget():
         fit_masks_to_video(masks, 16, (64, 64), 8.0)
     with pytest.raises(MetricError, match="the masks cover 16 frames at 8 fps but the video has 9"):
         fit_masks_to_video(masks, 9, (64, 64), 8.0)
+
+
+def flip_bytes(data: bytes, seed: int) -> bytes:
+    """`data` with 1-7 bytes set to random values (a damaged download or disk)."""
+    rng = np.random.default_rng(seed)
+    damaged = bytearray(data)
+    for _ in range(rng.integers(1, 8)):
+        damaged[rng.integers(0, len(damaged))] = rng.integers(0, 256)
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_damaged_bytes_load_as_masks_or_are_refused(tmp_path, good_files, name, seed):
+    """Flipped bytes never surface as a raw error: a MaskError, or (damage in bytes nothing reads) a valid set."""
+    path = tmp_path / name
+    path.write_bytes(flip_bytes(good_files[name].read_bytes(), seed))
+    try:
+        loaded = load_masks(path)
+    except MaskError as err:
+        assert name in str(err)
+        return
+    assert loaded.masks.dtype == bool and loaded.masks.ndim == 4 and loaded.num_frames >= 1
+
+
+def test_label_video_with_a_damaged_tag_is_refused_not_read_as_one_object(tmp_path, good_files):
+    """A tag that no longer parses (a byte that is not UTF-8 inside it) would have made a plain mask video."""
+    path = tmp_path / "labels.mp4"
+    path.write_bytes(good_files["labels.mp4"].read_bytes().replace(b'"ids": [1, 2]', b'"ids": [1\xf2 2]'))
+    refuse(path, "labels.mp4", "tag is damaged")
+
+
+def test_label_video_with_a_name_that_is_not_utf8_loads_with_the_name_replaced(tmp_path, good_files):
+    path = tmp_path / "labels.mp4"
+    path.write_bytes(good_files["labels.mp4"].read_bytes().replace(b'"names": ["dog"', b'"names": ["\xf2\xa1g"'))
+    loaded = load_masks(path)
+    assert loaded.names == ["\ufffdg", "ball"] and np.array_equal(loaded.masks, good_set().masks)
+
+
+def test_label_video_with_an_unknown_codec_is_refused(tmp_path, good_files):
+    path = tmp_path / "labels.mp4"
+    path.write_bytes(good_files["labels.mp4"].read_bytes().replace(b"avc1", b"zzz9"))
+    refuse(path, "labels.mp4", "codec")

@@ -98,6 +98,25 @@ def test_whole_file_has_no_truncation_note(streamable):
     assert truncation_note(read_video(streamable)) is None
 
 
+@pytest.mark.parametrize("seed", range(16))
+def test_damaged_bytes_decode_or_are_refused(tmp_path, streamable, seed):
+    """Flipped bytes never surface as a raw PyAV / numpy error: a VideoError, or frames (with a warning if cut)."""
+    rng = np.random.default_rng(seed)
+    damaged = bytearray(streamable.read_bytes())
+    for _ in range(rng.integers(1, 8)):
+        damaged[rng.integers(0, len(damaged))] = rng.integers(0, 256)
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(damaged))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VideoDecodeWarning)
+            video = read_video(path, size=(24, 32))
+    except VideoError as err:
+        assert "damaged.mp4" in str(err)
+        return
+    assert video.frames.shape[1:] == (24, 32, 3) and video.num_frames >= 1
+
+
 @pytest.mark.parametrize("what", ["missing", "folder"])
 def test_missing_path_and_folder_are_refused(tmp_path, what):
     path = tmp_path / "nope.mp4" if what == "missing" else tmp_path
@@ -248,3 +267,22 @@ def test_cut_file_warning_is_given_once_by_read_video(tmp_path, streamable):
         warnings.simplefilter("always")
         read_video(path)
     assert [w.category for w in caught] == [VideoDecodeWarning]
+
+
+def patched(source: Path, target: Path, old: bytes, new: bytes) -> Path:
+    data = source.read_bytes()
+    assert data.count(old) >= 1, old
+    target.write_bytes(data.replace(old, new))
+    return target
+
+
+def test_invalid_utf8_in_the_metadata_does_not_hide_the_video(tmp_path):
+    """PyAV raised a raw UnicodeDecodeError opening a file whose tags are not UTF-8; the frames are still good."""
+    tagged = h264_video(tmp_path / "tagged.mp4", 32, 24, frames=4, tag={"title": "QQQQQQQQ"})
+    path = patched(tagged, tmp_path / "latin.mp4", b"QQQQQQQQ", b"\xf2\xa1QQQQQQ")
+    assert read_video(path).num_frames == 4
+
+
+def test_unknown_codec_is_refused(clip, tmp_path):
+    path = patched(clip, tmp_path / "odd.mp4", b"avc1", b"zzz9")
+    refuse(lambda: read_video(path), "odd.mp4", "codec")
