@@ -19,12 +19,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvideo_core.clip_spec import MASK_POLICIES, MASK_POLICY_HELP
+from mvideo_core.engines import DEFAULT_ENGINE, ENGINES, EngineError, get_engine
 from mvideo_core.long_video import FPS, ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet, load_masks
-from mvideo_core.pipeline_mvideo import is_mask_guidance_scale
-from mvideo_core.weights import DEFAULT_BASE_MODEL, WeightsError, load_mvideo_pipeline
+from mvideo_core.settings import GenerationSettings, SettingsError
+from mvideo_core.weights import WeightsError
 
 MASK_FILE_SUFFIXES = (".zip", ".npz", ".mp4", ".json")
+# The flag that sets each GenerationSettings field, so a bad value is reported under the name the user typed.
+SETTING_FLAGS = {
+    "prompt": "--prompt",
+    "negative_prompt": "--negative-prompt",
+    "seconds": "--seconds",
+    "seed": "--seed",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance",
+    "mask_guidance_scale": "--mask-guidance",
+    "use_dynamic_cfg": "--no-dynamic-cfg",
+    "height": "--height",
+    "width": "--width",
+    "start_image": "--start-image",
+    "color_match": "--color-match",
+    "mask_policy": "--mask-policy",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--masks", type=Path, default=None, help="mask file or folder (omit for text only)")
     p.add_argument("--mask-fps", type=float, default=None, help="frame rate of masks that carry none (default 8)")
-    p.add_argument("--seconds", type=int, default=16, help="length, a multiple of 4 (clips are 4 s)")
+    p.add_argument(
+        "--mask-policy",
+        choices=MASK_POLICIES,
+        default="hold",
+        help="masks shorter than the video: " + "; ".join(f"{k}: {v}" for k, v in MASK_POLICY_HELP.items()),
+    )
+    p.add_argument("--seconds", type=float, default=16, help="length, a multiple of the clip length (4 s for MVideo)")
     p.add_argument("--out", type=Path, required=True, help="project folder for the clips, final.mp4, generation.json")
     p.add_argument(
-        "--base-model", "--base", dest="base_model", default=DEFAULT_BASE_MODEL, help="CogVideoX hub id or folder"
+        "--engine",
+        choices=sorted(ENGINES),
+        default=DEFAULT_ENGINE,
+        help="; ".join(f"{name}: {engine.label}" for name, engine in ENGINES.items()),
+    )
+    p.add_argument(
+        "--base-model",
+        "--base",
+        dest="base_model",
+        default=None,
+        help="hub id or folder (default: the engine's, "
+        + ", ".join(e.default_base_model for e in ENGINES.values())
+        + ")",
     )
     p.add_argument("--mvideo-weights", default=None, help="mvideo.safetensors file, folder or hub id")
     p.add_argument("--no-mvideo-weights", action="store_true", help="run base CogVideoX (masks have no effect)")
@@ -63,10 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tiny-random",
         nargs="?",
-        const="2b",
-        choices=["2b", "5b"],
+        const="",
         default=None,
-        help="use a tiny random model (smoke tests; noise-like output, no download)",
+        metavar="VARIANT",
+        help="use a tiny random model (smoke tests; noise-like output, no download): "
+        + "; ".join(f"{name}: {', '.join(e.tiny_variants)}" for name, e in ENGINES.items()),
     )
     return p
 
@@ -96,25 +133,39 @@ def load_masks_arg(path: Path, fps: float | None = None) -> MaskSet:
     return load_masks(path, fps=fps)
 
 
-def _tiny_base(out: Path, style: str) -> Path:
-    from mvideo_core.tiny import save_tiny_base_model
+def settings_from_args(args: argparse.Namespace, start_image: np.ndarray | None = None) -> GenerationSettings:
+    """The one `GenerationSettings` of this run (raises SettingsError naming the field)."""
+    return GenerationSettings(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        seconds=args.seconds,
+        seed=args.seed,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        mask_guidance_scale=args.mask_guidance,
+        use_dynamic_cfg=not args.no_dynamic_cfg,
+        height=args.height,
+        width=args.width,
+        start_image=start_image,
+        color_match=args.color_match,
+        mask_policy=args.mask_policy,
+    )
 
-    folder = out / ".tiny-base"
-    if not (folder / "model_index.json").is_file():
-        save_tiny_base_model(folder, style)
-    return folder
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not is_mask_guidance_scale(args.mask_guidance):  # NaN and inf too, before anything loads
-        print(
-            f"error: --mask-guidance has to be >= 1 (1 = off, 2 = moderate), got {args.mask_guidance}", file=sys.stderr
-        )
-        return 2
+    try:
+        settings_from_args(args)  # every number checked before anything loads (the start image comes later)
+    except SettingsError as err:
+        return _error(f"{SETTING_FLAGS.get(err.field, err.field)} {err.problem}")
     if args.mask_guidance != 1 and args.masks is None:
-        print("error: --mask-guidance pushes towards the masks: give --masks too, or leave it at 1", file=sys.stderr)
-        return 2
+        return _error("--mask-guidance pushes towards the masks: give --masks too, or leave it at 1")
+    engine_class = get_engine(args.engine)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     try:
@@ -124,38 +175,27 @@ def main(argv: list[str] | None = None) -> int:
             from PIL import Image
 
             start_image = np.asarray(Image.open(args.start_image).convert("RGB"))
-        if args.tiny_random:
-            pipe = load_mvideo_pipeline(_tiny_base(args.out, args.tiny_random), None, require_mvideo_weights=False)
-            pipe.mvideo_metadata["base_model"] = f"tiny-random-{args.tiny_random}"
+        settings = settings_from_args(args, start_image)
+        if args.tiny_random is not None:
+            engine = engine_class.load_tiny_random(args.tiny_random or None)
         else:
-            pipe = load_mvideo_pipeline(
+            engine = engine_class.from_pretrained(
                 args.base_model,
                 args.mvideo_weights,
-                require_mvideo_weights=not args.no_mvideo_weights,
+                require_weights=not args.no_mvideo_weights,
                 torch_dtype=getattr(torch, dtype_name),
             )
         if args.offload != "none":
-            pipe.configure_memory(offload=args.offload, vae_tiling=args.vae_tiling)
+            engine.configure_memory(offload=args.offload, vae_tiling=args.vae_tiling)
         else:
-            pipe.configure_memory(vae_tiling=args.vae_tiling)
-            pipe.to(device)
+            engine.configure_memory(vae_tiling=args.vae_tiling)
+            engine.to(device)
         for result in generate_long_video(
-            pipe,
-            args.prompt,
+            engine,
+            settings,
             out_dir=args.out,
-            seconds=args.seconds,
             masks=masks,
             mask_fps=args.mask_fps or FPS,
-            negative_prompt=args.negative_prompt,
-            seed=args.seed,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            mask_guidance_scale=args.mask_guidance,
-            use_dynamic_cfg=not args.no_dynamic_cfg,
-            height=args.height,
-            width=args.width,
-            start_image=start_image,
-            color_match=args.color_match,
             audio_from=args.audio_from,
             resume=not args.no_resume,
         ):
@@ -168,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                         {"final": str(result.path), "frames": result.num_frames, "record": str(result.generation_json)}
                     )
                 )
-    except (WeightsError, ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except SettingsError as err:
+        return _error(f"{SETTING_FLAGS.get(err.field, err.field)} {err.problem}")
+    except (WeightsError, EngineError, ValueError, RuntimeError, OSError) as err:
+        return _error(str(err))
     return 0
 
 

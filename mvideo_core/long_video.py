@@ -1,15 +1,17 @@
 """Long videos clip by clip (paper 3.3), each clip written to disk and yielded as soon as it is finished.
 
-Timeline. Clips are t1 = 4 s = 33 frames at 8 fps and overlap by one frame: clip k covers frames
-[32k, 32k + 33) of the output timeline, so n clips make 32n + 1 frames (n * 4 s). Clip k > 0 is conditioned on clip
-k-1: its last frame at full resolution (appearance; the same instant as clip k's first frame) and all of its 33
-frames at low resolution (motion, the previous t2 = 4 s). In the final video the duplicated first frame of every clip
-after the first is dropped. Clip k takes the masks of frames [32k, 32k + 33). Training must cut samples the same way
+Every engine goes through `generate_long_video` (see `mvideo_core.engines`); the engine's `ClipSpec` sets the
+timeline. Clips overlap by `overlap_frames`: clip k covers frames [stride * k, stride * k + clip_frames), so n clips
+make stride * n + overlap frames. For MVideo on CogVideoX clips are t1 = 4 s = 33 frames at 8 fps sharing one frame:
+clip k covers [32k, 32k + 33) and is conditioned on clip k-1 (its last frame at full resolution for appearance, all
+33 frames at low resolution for motion, the previous t2 = 4 s). In the final video the shared frames of every clip
+after the first are dropped. Clip k takes the masks of its frames. Training cuts samples the same way
 (`clip_frame_ranges`, `condition_window`).
 
 Files in `out_dir`: `clip_000.mp4` ... (each written before it is yielded), `final.mp4` (with the source's audio when
-asked), `generation.json` (prompt, seeds, steps, guidance, model and weight ids, versions, per-clip colour drift) and
-`.state/clip_000.npz` (the exact frames, so a killed run resumes from its last finished clip with the same result).
+asked), `generation.json` (the `GenerationSettings`, seeds, the engine and its model ids, versions, per-clip colour
+drift) and `.state/clip_000.npz` (the exact frames, so a killed run resumes from its last finished clip with the same
+result).
 
 Colour drift. Recursive generation tends to drift in colour. Each clip's last frame is compared with clip 0's last frame
 (distance of mean RGB colour in [0, 1] and histogram distance in [0, 1]); `color_match=True` keeps drift in check by
@@ -18,14 +20,13 @@ matching each clip's per-channel Lab mean / std to clip 0's before it is written
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +36,23 @@ import torch
 from tqdm.auto import tqdm
 
 from mvideo_core import __version__
+from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
+from mvideo_core.engines import GenerationEngine, as_engine
 from mvideo_core.masks import MaskSet, as_bool_masks
-from mvideo_core.video_io import resample_fps, resize_frames, resize_masks, write_video
+from mvideo_core.settings import GenerationSettings
+from mvideo_core.video_io import write_video
 
-FPS = 8.0
-CLIP_SECONDS = 4
-CLIP_FRAMES = 33  # 4 s at 8 fps, plus the frame shared with the next clip
-CLIP_STRIDE = CLIP_FRAMES - 1
+# MVideo's CogVideoX clip (mvideo_core.clip_spec.COGVIDEOX_CLIP), for code that has no loaded model.
+FPS = COGVIDEOX_CLIP.fps
+CLIP_FRAMES = COGVIDEOX_CLIP.clip_frames
 GENERATION_FILE = "generation.json"
 FINAL_FILE = "final.mp4"
 STATE_DIR = ".state"
 
 
-class GenerationCancelled(RuntimeError):
-    """Raised inside the pipeline callback to stop a clip when the user cancels."""
-
-
 @dataclass
 class ClipResult:
-    """One finished clip: its mp4 (already on disk), its frames uint8 [33, H, W, 3] and its colour drift vs clip 0."""
+    """One finished clip: its mp4 (already on disk), its frames uint8 [F, H, W, 3] and its colour drift vs clip 0."""
 
     index: int
     num_clips: int
@@ -77,52 +76,32 @@ class LongVideoResult:
     drift: list[dict[str, float]] = field(default_factory=list)
 
 
-# -- timeline -------------------------------------------------------------------------------------------------------
+# -- timeline (MVideo's CogVideoX clips unless a spec is given) ------------------------------------------------------
 
 
-def num_clips_for(seconds: float) -> int:
-    """Number of 4 s clips in `seconds` (a positive whole multiple of 4)."""
-    if not isinstance(seconds, (int, float)) or seconds <= 0 or seconds % CLIP_SECONDS:
-        raise ValueError(f"seconds must be a positive multiple of {CLIP_SECONDS} (clips are 4 s), got {seconds}")
-    return int(seconds // CLIP_SECONDS)
+def num_clips_for(seconds: float, spec: ClipSpec = COGVIDEOX_CLIP) -> int:
+    """Number of clips in `seconds` (a positive whole multiple of the clip length, 4 s for CogVideoX)."""
+    return spec.num_clips(seconds)
 
 
-def total_frames(num_clips: int) -> int:
-    """Frames of the final video: 32 n + 1."""
-    return CLIP_STRIDE * num_clips + 1
+def total_frames(num_clips: int, spec: ClipSpec = COGVIDEOX_CLIP) -> int:
+    """Frames of the final video: 32 n + 1 for CogVideoX."""
+    return spec.total_frames(num_clips)
 
 
-def clip_frame_ranges(num_clips: int) -> list[tuple[int, int]]:
-    """[start, stop) of each clip on the output timeline: clip k = [32k, 32k + 33)."""
-    return [(CLIP_STRIDE * k, CLIP_STRIDE * k + CLIP_FRAMES) for k in range(num_clips)]
+def clip_frame_ranges(num_clips: int, spec: ClipSpec = COGVIDEOX_CLIP) -> list[tuple[int, int]]:
+    """[start, stop) of each clip on the output timeline: clip k = [32k, 32k + 33) for CogVideoX."""
+    return spec.clip_ranges(num_clips)
 
 
-def condition_window(clip_start: int) -> tuple[int, tuple[int, int]]:
-    """For a clip starting at frame s > 0: (appearance frame index, [start, stop) of the motion frames) = (s, [s-32, s+1))."""
-    if clip_start < CLIP_STRIDE:
-        raise ValueError(f"a clip starting at frame {clip_start} has no previous {CLIP_SECONDS} s to condition on")
-    return clip_start, (clip_start - CLIP_STRIDE, clip_start + 1)
-
-
-def prepare_long_masks(
-    masks: MaskSet | np.ndarray, num_clips: int, size: tuple[int, int], fps: float = FPS
-) -> np.ndarray:
-    """Masks (MaskSet or bool [T, H, W] at `fps`) -> bool [32n + 1, H, W] at 8 fps and `size`, union of objects.
-
-    Shorter mask videos hold their last frame; longer ones are cut.
-    """
-    if isinstance(masks, MaskSet):
-        masks, fps = masks.union(), masks.fps
-    masks = as_bool_masks(masks, 3)
-    if masks.shape[0] == 0:
-        raise ValueError("masks have no frames")
-    if abs(fps - FPS) > 1e-6:
-        masks = resample_fps(masks, fps, FPS)
-    masks = resize_masks(masks, size)
-    need = total_frames(num_clips)
-    if masks.shape[0] < need:
-        masks = np.concatenate([masks, np.repeat(masks[-1:], need - masks.shape[0], axis=0)])
-    return np.ascontiguousarray(masks[:need])
+def condition_window(clip_start: int, spec: ClipSpec = COGVIDEOX_CLIP) -> tuple[int, tuple[int, int]]:
+    """MVideo's conditions for a clip starting at frame s > 0: (appearance frame index, [start, stop) of the motion
+    frames) = (s, [s - stride, s + 1)), i.e. (s, [s-32, s+1)) for CogVideoX."""
+    if clip_start < spec.stride:
+        raise ValueError(
+            f"a clip starting at frame {clip_start} has no previous {spec.clip_seconds:g} s to condition on"
+        )
+    return clip_start, (clip_start - spec.stride, clip_start + 1)
 
 
 # -- colour ---------------------------------------------------------------------------------------------------------
@@ -181,91 +160,84 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: a kill never leaves a half-written record
 
 
-def _to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Pipeline frames float [T, H, W, 3] in [0, 1] -> uint8."""
-    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 # -- generation -----------------------------------------------------------------------------------------------------
+
+# Record keys added after records were first written, with the value an old record meant by leaving them out: an old
+# record resumes when the new settings leave them at that value.
+_LEGACY_RECORD_DEFAULTS: dict[str, Any] = {
+    "engine": "mvideo",
+    "mask_guidance_scale": 1.0,
+    "mask_policy": "hold",
+    "mask_fit": "crop",
+}
+
+
+def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of the settings that differ between an old record and the new one."""
+    changed = []
+    for key, value in new.items():
+        if key not in old and key in _LEGACY_RECORD_DEFAULTS:
+            if value != _LEGACY_RECORD_DEFAULTS[key]:
+                changed.append(key)
+        elif old.get(key) != value:
+            changed.append(key)
+    return sorted(changed + [k for k in old if k not in new])
 
 
 def generate_long_video(
-    pipe: Any,
-    prompt: str,
+    engine: GenerationEngine | Any,
+    settings: GenerationSettings | str,
     *,
     out_dir: str | Path,
-    seconds: float = 16,
     masks: MaskSet | np.ndarray | None = None,
-    mask_fps: float = FPS,
-    negative_prompt: str | None = None,
-    seed: int = 0,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 6.0,
-    mask_guidance_scale: float = 1.0,
-    use_dynamic_cfg: bool = True,
-    height: int | None = None,
-    width: int | None = None,
-    condition_size: tuple[int, int] | None = None,
-    start_image: np.ndarray | None = None,
-    color_match: bool = False,
+    mask_fps: float | None = None,
     audio_from: str | Path | None = None,
     resume: bool = True,
     cancel: threading.Event | Callable[[], bool] | None = None,
     progress: bool = True,
+    **setting_values: Any,
 ) -> Iterator[ClipResult | LongVideoResult]:
-    """Generate `seconds` of video as 4 s clips; yield each `ClipResult` once its mp4 is written, then the result.
+    """Generate a long video clip by clip; yield each `ClipResult` once its mp4 is written, then the result.
 
-    masks: a MaskSet or bool [T, H, W] at `mask_fps` (None = text only). Clip k uses seed `seed + k`.
-    mask_guidance_scale: the pipeline's push towards the masks (1 = off; needs masks).
-    A run killed part-way resumes from its last finished clip when called again with the same settings.
-    `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
+    engine: a `GenerationEngine` (or a pipeline one wraps, e.g. an `MVideoPipeline`).
+    settings: a `GenerationSettings`, or a prompt with the settings' fields as keywords (`seconds=8, seed=1, ...`).
+    masks: a MaskSet or bool [T, H, W] at `mask_fps` (default: the engine's fps); None = text only.
+    Clip k uses seed `seed + k`. A run killed part-way resumes from its last finished clip when called again with the
+    same settings. `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
     """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"prompt is empty ({prompt!r}); describe the video to generate")
-    if mask_guidance_scale != 1.0 and masks is None:
-        raise ValueError("mask_guidance_scale steers towards the masks: give masks too, or leave it at 1")
-    num_clips = num_clips_for(seconds)
-    s = pipe.vae_scale_factor_spatial
-    height = height or pipe.transformer.config.sample_height * s
-    width = width or pipe.transformer.config.sample_width * s
-    if start_image is not None:
-        start_image = resize_frames(np.asarray(start_image, dtype=np.uint8), (height, width))
-    timeline = None if masks is None else prepare_long_masks(masks, num_clips, (height, width), mask_fps)
+    engine = as_engine(engine)
+    if isinstance(settings, GenerationSettings):
+        if setting_values:
+            raise TypeError(f"pass settings either as GenerationSettings or as keywords, not both: {setting_values}")
+    else:
+        settings = GenerationSettings(prompt=settings, **setting_values)
+    if masks is not None and not isinstance(masks, MaskSet):
+        masks = MaskSet(as_bool_masks(masks, 3)[None], fps=mask_fps or engine.spec.fps)
+    prepared = engine.prepare(masks, settings)
+    spec, settings, num_clips = prepared.spec, prepared.settings, prepared.num_clips
     out_dir = Path(out_dir)
     state_dir = out_dir / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
     is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
-    model_meta = dict(getattr(pipe, "mvideo_metadata", {}) or {})
+    identity = engine.identity
 
-    settings = {
-        "prompt": prompt,
-        "negative_prompt": negative_prompt,
-        "seconds": seconds,
+    record_settings = {
+        **settings.to_record(),
         "num_clips": num_clips,
-        "fps": FPS,
-        "clip_frames": CLIP_FRAMES,
-        "height": height,
-        "width": width,
-        "seed": seed,
-        "seeds": [seed + k for k in range(num_clips)],
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": guidance_scale,
-        "use_dynamic_cfg": use_dynamic_cfg,
-        "condition_size": list(condition_size) if condition_size else None,
-        "color_match": color_match,
-        "masks_sha1": None if timeline is None else hashlib.sha1(np.packbits(timeline).tobytes()).hexdigest(),
-        "start_image_sha1": None if start_image is None else hashlib.sha1(start_image.tobytes()).hexdigest(),
-        "base_model": model_meta.get("base_model"),
-        "mvideo_weights": model_meta.get("mvideo_weights"),
+        "fps": spec.fps,
+        "clip_frames": spec.clip_frames,
+        "seeds": [settings.seed + k for k in range(num_clips)],
+        "masks_sha1": prepared.masks_sha1,
+        "start_image_sha1": prepared.start_image_sha1,
+        **identity,
     }
-    if mask_guidance_scale != 1.0:  # recorded only when on, so records written before it existed still resume
-        settings["mask_guidance_scale"] = mask_guidance_scale
     record_path = out_dir / GENERATION_FILE
-    record: dict[str, Any] = {"settings": settings, "model": model_meta, "versions": _versions(), "clips": []}
+    model_meta = engine.metadata
+    record: dict[str, Any] = {"settings": record_settings, "model": model_meta, "versions": _versions(), "clips": []}
     if record_path.is_file():
         old = json.loads(record_path.read_text())
-        if resume and old.get("settings") != settings:
-            changed = sorted(k for k in settings if old.get("settings", {}).get(k) != settings[k])
+        changed = _changed_settings(old.get("settings", {}), record_settings)
+        if resume and changed:
             raise ValueError(
                 f"{out_dir} holds another generation (different {', '.join(changed)}); choose a new output folder "
                 "or pass resume=False (--no-resume) to overwrite it"
@@ -279,23 +251,15 @@ def generate_long_video(
         state_dir.mkdir(parents=True)
 
     if not progress:
-        pipe.set_progress_bar_config(disable=True)
+        engine.set_progress(False)
     previous: np.ndarray | None = None  # only the last clip is kept in memory: memory does not grow with length
     reference_frame: np.ndarray | None = None  # clip 0's last frame, for drift
     drifts: list[dict[str, float]] = []
     paths: list[Path] = []
     reference_stats = None
-    # The text is the same for every clip: encode it once. [1, L, D] each (negative only with guidance).
-    prompt_embeds, negative_embeds = pipe.encode_prompt(
-        prompt,
-        negative_prompt,
-        do_classifier_free_guidance=guidance_scale > 1.0,
-        max_sequence_length=pipe.transformer.config.max_text_seq_length,
-        dtype=pipe.transformer.dtype,
-    )
     bar = tqdm(total=num_clips, desc="clips", unit="clip", disable=not progress, position=0)
     try:
-        for k, (start, stop) in enumerate(clip_frame_ranges(num_clips)):
+        for k in range(num_clips):
             name = f"clip_{k:03d}"
             path, state = out_dir / f"{name}.mp4", state_dir / f"{name}.npz"
             done = next((c for c in record["clips"] if c["index"] == k), None)
@@ -307,29 +271,13 @@ def generate_long_video(
                 if is_cancelled():
                     return
                 t0 = time.perf_counter()
-                frames = _generate_clip(
-                    pipe,
-                    prompt_embeds,
-                    negative_embeds,
-                    masks=None if timeline is None else timeline[start:stop],
-                    previous=previous,
-                    start_image=start_image if k == 0 else None,
-                    height=height,
-                    width=width,
-                    seed=seed + k,
-                    steps=num_inference_steps,
-                    guidance_scale=guidance_scale,
-                    mask_guidance_scale=mask_guidance_scale,
-                    use_dynamic_cfg=use_dynamic_cfg,
-                    condition_size=condition_size,
-                    is_cancelled=is_cancelled,
-                )
+                frames = engine.generate_clip(prepared, k, previous, seed=settings.seed + k, is_cancelled=is_cancelled)
                 if frames is None:  # cancelled mid-clip: nothing half-made is kept
                     return
-                if color_match and reference_stats is not None:
+                if settings.color_match and reference_stats is not None:
                     frames = match_colors(frames, reference_stats)
                 np.savez_compressed(state, frames=frames)
-                write_video(path, frames, FPS)
+                write_video(path, frames, spec.fps)
                 resumed, elapsed = False, time.perf_counter() - t0
             if k == 0:
                 reference_stats, reference_frame = lab_stats(frames), frames[-1]
@@ -340,82 +288,32 @@ def generate_long_video(
             if not resumed:
                 record["clips"] = [c for c in record["clips"] if c["index"] != k]
                 record["clips"].append(
-                    {"index": k, "file": path.name, "seed": seed + k, "drift": drift, "seconds": round(elapsed, 3)}
+                    {
+                        "index": k,
+                        "file": path.name,
+                        "seed": settings.seed + k,
+                        "drift": drift,
+                        "seconds": round(elapsed, 3),
+                    }
                 )
                 _write_json(record_path, record)
             bar.update(1)
-            yield ClipResult(k, num_clips, path, frames, seed + k, drift, elapsed, resumed)
+            yield ClipResult(k, num_clips, path, frames, settings.seed + k, drift, elapsed, resumed)
     finally:
         bar.close()
 
-    # Join from the saved clips: drop the first frame of every clip after the first (it repeats the previous
-    # clip's last frame). video: [32n + 1, H, W, 3]
-    video = np.empty((total_frames(num_clips), *previous.shape[1:]), dtype=np.uint8)
-    for k, (start, stop) in enumerate(clip_frame_ranges(num_clips)):
+    # Join from the saved clips: drop the frames every clip after the first shares with the one before it.
+    # video: [stride * n + overlap, H, W, 3]
+    video = np.empty((spec.total_frames(num_clips), *previous.shape[1:]), dtype=np.uint8)
+    for k, (start, stop) in enumerate(spec.clip_ranges(num_clips)):
         with np.load(state_dir / f"clip_{k:03d}.npz") as data:
-            skip = 0 if k == 0 else 1
+            skip = 0 if k == 0 else spec.overlap_frames
             video[start + skip : stop] = data["frames"][skip:]
-    final = write_video(out_dir / FINAL_FILE, video, FPS, audio_from=audio_from)
+    final = write_video(out_dir / FINAL_FILE, video, spec.fps, audio_from=audio_from)
     record["final"] = {"file": final.name, "num_frames": int(video.shape[0]), "audio_from": str(audio_from or "")}
     record["drift"] = {
         "max_mean_color": max(d["mean_color"] for d in drifts),
         "max_histogram": max(d["histogram"] for d in drifts),
     }
     _write_json(record_path, record)
-    yield LongVideoResult(final, int(video.shape[0]), FPS, paths, record_path, drifts)
-
-
-def _generate_clip(
-    pipe: Any,
-    prompt_embeds: torch.Tensor,
-    negative_embeds: torch.Tensor | None,
-    *,
-    masks: np.ndarray | None,
-    previous: np.ndarray | None,
-    start_image: np.ndarray | None,
-    height: int,
-    width: int,
-    seed: int,
-    steps: int,
-    guidance_scale: float,
-    use_dynamic_cfg: bool,
-    condition_size: tuple[int, int] | None,
-    is_cancelled: Callable[[], bool],
-    mask_guidance_scale: float = 1.0,
-) -> np.ndarray | None:
-    """One clip through the pipeline -> uint8 [33, H, W, 3], or None when cancelled."""
-
-    def on_step_end(p, i, t, kwargs):
-        if is_cancelled():
-            p._interrupt = True
-        return {}
-
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    out = pipe(
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_embeds,
-        masks=masks,
-        height=height,
-        width=width,
-        num_frames=CLIP_FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance_scale,
-        mask_guidance_scale=mask_guidance_scale,
-        use_dynamic_cfg=use_dynamic_cfg,
-        generator=generator,
-        start_image=start_image,
-        previous_frames=previous,
-        condition_size=condition_size,
-        output_type="np",
-        callback_on_step_end=on_step_end,
-    )
-    if pipe.interrupt:
-        return None
-    return _to_uint8(out.frames[0])
-
-
-def clip_results_as_dicts(results: list[ClipResult]) -> list[dict[str, Any]]:
-    """A JSON-friendly view of clip results (no frames), e.g. for a UI log."""
-    return [
-        {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(r).items() if k != "frames"} for r in results
-    ]
+    yield LongVideoResult(final, int(video.shape[0]), spec.fps, paths, record_path, drifts)
