@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvideo_core.budget import add_budget_arguments, budget_from_args
 from mvideo_core.clip_spec import MASK_POLICIES, MASK_POLICY_HELP
 from mvideo_core.engines import DEFAULT_ENGINE, ENGINES, EngineError, get_engine
 from mvideo_core.long_video import FPS, ClipResult, generate_long_video
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a tiny random model (smoke tests; noise-like output, no download): "
         + "; ".join(f"{name}: {', '.join(e.tiny_variants)}" for name, e in ENGINES.items()),
     )
+    add_budget_arguments(p)
     return p
 
 
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             mask_fps=args.mask_fps or FPS,
             audio_from=args.audio_from,
             resume=not args.no_resume,
+            budget=budget_from_args(args),
         ):
             if isinstance(result, ClipResult):
                 state = "resumed" if result.resumed else f"{result.seconds:.1f} s"

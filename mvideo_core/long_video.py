@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mvideo_core import __version__
+from mvideo_core.budget import Budget
 from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
 from mvideo_core.engines import GenerationEngine, as_engine
 from mvideo_core.masks import MaskSet, as_bool_masks
@@ -45,6 +46,7 @@ from mvideo_core.video_io import write_video
 # MVideo's CogVideoX clip (mvideo_core.clip_spec.COGVIDEOX_CLIP), for code that has no loaded model.
 FPS = COGVIDEOX_CLIP.fps
 CLIP_FRAMES = COGVIDEOX_CLIP.clip_frames
+CLIP_SECONDS = int(COGVIDEOX_CLIP.clip_seconds)
 GENERATION_FILE = "generation.json"
 FINAL_FILE = "final.mp4"
 STATE_DIR = ".state"
@@ -195,6 +197,7 @@ def generate_long_video(
     resume: bool = True,
     cancel: threading.Event | Callable[[], bool] | None = None,
     progress: bool = True,
+    budget: Budget | None = None,
     **setting_values: Any,
 ) -> Iterator[ClipResult | LongVideoResult]:
     """Generate a long video clip by clip; yield each `ClipResult` once its mp4 is written, then the result.
@@ -204,6 +207,7 @@ def generate_long_video(
     masks: a MaskSet or bool [T, H, W] at `mask_fps` (default: the engine's fps); None = text only.
     Clip k uses seed `seed + k`. A run killed part-way resumes from its last finished clip when called again with the
     same settings. `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
+    `budget` bounds the video's frames before anything is allocated (default: the process's, `mvideo_core.budget`).
     """
     engine = as_engine(engine)
     if isinstance(settings, GenerationSettings):
@@ -213,7 +217,7 @@ def generate_long_video(
         settings = GenerationSettings(prompt=settings, **setting_values)
     if masks is not None and not isinstance(masks, MaskSet):
         masks = MaskSet(as_bool_masks(masks, 3)[None], fps=mask_fps or engine.spec.fps)
-    prepared = engine.prepare(masks, settings)
+    prepared = engine.prepare(masks, settings, budget=budget)
     spec, settings, num_clips = prepared.spec, prepared.settings, prepared.num_clips
     out_dir = Path(out_dir)
     state_dir = out_dir / STATE_DIR

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mvideo_core.budget import Budget, resolve
 from mvideo_core.clip_spec import MASK_POLICIES, ClipSpec
 from mvideo_core.video_io import FITS
 
@@ -22,9 +23,6 @@ MAX_STEPS = 1000  # the schedulers' training timesteps
 GUIDANCE_RANGE = (0.0, 30.0)
 MASK_GUIDANCE_RANGE = (1.0, 10.0)
 MAX_SEED = 2**63 - 1
-# Frames of the final video (uint8 RGB) and its mask timeline are held in memory while it is joined: 4 GiB is
-# 388 s at 480x720 and 8 fps, well above the studio's 60 s and far below what a 24 GiB machine holds.
-VIDEO_BYTES_BUDGET = 4 * 2**30
 
 
 class SettingsError(ValueError):
@@ -49,12 +47,11 @@ def _number(name: str, value: Any, low: float, high: float, hint: str = "") -> f
     return float(value)
 
 
-def _bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+class _TooLong(SettingsError):
+    """The budget's refusal of a length (Budget.check raises its `error` class with one message)."""
+
+    def __init__(self, message: str):
+        super().__init__("seconds", f"is too long: {message}")
 
 
 @dataclass(frozen=True)
@@ -141,9 +138,9 @@ class GenerationSettings:
         """A copy with `changes` applied (and checked)."""
         return dataclasses.replace(self, **changes)
 
-    def plan(self, spec: ClipSpec, budget_bytes: int = VIDEO_BYTES_BUDGET) -> GenerationPlan:
-        """Clip count and size for a model with `spec`; the video's frames are bounded by `budget_bytes` before
-        anything is allocated (the message names the size and the limit)."""
+    def plan(self, spec: ClipSpec, budget: Budget | None = None) -> GenerationPlan:
+        """Clip count and size for a model with `spec`. The video's frames (RGB + mask, held while it is joined) are
+        checked against `budget` (default: the process's, `mvideo_core.budget`) before anything is allocated."""
         height, width = self.height or spec.default_size[0], self.width or spec.default_size[1]
         try:
             spec.check_size(height, width)
@@ -154,16 +151,15 @@ class GenerationSettings:
             num_clips = spec.num_clips(self.seconds)
         except ValueError as err:
             raise SettingsError("seconds", str(err).removeprefix("seconds").strip()) from err
-        frames = spec.total_frames(num_clips)
-        frame_bytes = height * width * 4  # RGB frame + its mask
-        if frames * frame_bytes > budget_bytes:
-            longest = spec.clips_covered(budget_bytes // frame_bytes) * spec.clip_seconds
-            raise SettingsError(
-                "seconds",
-                f"is too long: {self.seconds:g} s are {frames} frames of {width}x{height} "
-                f"({_bytes(frames * frame_bytes)} of frames and masks) but the limit is {_bytes(budget_bytes)} "
-                f"(at most {longest:g} s at this size); choose a shorter length or a smaller size",
-            )
+        resolve(budget).check(
+            f"a {self.seconds:g} s video at {width}x{height} and {spec.fps:g} fps",
+            frames=spec.total_frames(num_clips),
+            height=height,
+            width=width,
+            itemsize=4,  # RGB frame + its mask
+            hint="choose a shorter length or a smaller size",
+            error=_TooLong,
+        )
         return GenerationPlan(num_clips, height, width)
 
     def to_record(self) -> dict[str, Any]:

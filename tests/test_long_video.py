@@ -247,5 +247,6 @@ def test_cli_bounds_the_length_before_allocating(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--prompt", "a dog", "--out", str(out), "--tiny-random", "--seconds", "1000000000"]) == 2
     err = capsys.readouterr().err
-    assert "--seconds is too long: 1e+09 s are 8000000001 frames of 96x64" in err and "the limit is 4.0 GiB" in err
+    assert "--seconds is too long: a 1e+09 s video at 96x64 and 8 fps declares 8000000001 frames" in err
+    assert "over the limit of 3600 frames (--max-frames)" in err
     assert "Traceback" not in err and not out.exists()

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from mvideo_core.budget import Budget
 from mvideo_core.clip_spec import COGVIDEOX_CLIP
 from mvideo_core.settings import GenerationSettings, SettingsError
 
@@ -50,10 +51,14 @@ def test_plan_resolves_the_model_size_and_clip_count():
 
 
 def test_a_huge_length_is_refused_by_the_budget_naming_size_and_limit():
-    with pytest.raises(SettingsError, match=r"1e\+09 s are 8000000001 frames of 720x480 .* limit is 4.0 GiB "
-                       r"\(at most 388 s at this size\)") as err:  # fmt: skip
+    with pytest.raises(SettingsError, match="seconds is too long: a 1e\\+09 s video at 720x480 and 8 fps declares "
+                       "8000000001 frames, over the limit of 3600 frames \\(--max-frames\\)") as err:  # fmt: skip
         GenerationSettings("a dog", seconds=1_000_000_000).plan(COGVIDEOX_CLIP)
     assert err.value.field == "seconds"
+    small = Budget(max_bytes=2**30)  # 1 GiB: 776 frames of 480x720 RGB + mask
+    with pytest.raises(SettingsError, match=r"needs 1.28 GiB \(993 frames of 720x480\), over the memory limit of 1 GiB"):
+        GenerationSettings("a dog", seconds=124).plan(COGVIDEOX_CLIP, small)
+    assert GenerationSettings("a dog", seconds=96).plan(COGVIDEOX_CLIP, small).num_clips == 24
 
 
 def test_rgba_start_image_becomes_rgb_and_the_record_is_json():

@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from mvideo_core.budget import Budget
 from mvideo_core.clip_spec import ClipSpec, prepare_masks
 from mvideo_core.masks import MaskSet
-from mvideo_core.settings import VIDEO_BYTES_BUDGET, GenerationSettings, SettingsError
+from mvideo_core.settings import GenerationSettings, SettingsError
 from mvideo_core.video_io import resize_frames
 
 
@@ -135,15 +136,16 @@ class GenerationEngine(ABC):
             raise SettingsError("mask_guidance_scale", "steers towards the masks: give masks too, or leave it at 1")
 
     def prepare(
-        self, masks: MaskSet | None, settings: GenerationSettings, *, budget_bytes: int = VIDEO_BYTES_BUDGET
+        self, masks: MaskSet | None, settings: GenerationSettings, *, budget: Budget | None = None
     ) -> PreparedGeneration:
-        """Check `settings`, plan the clips (bounded by `budget_bytes`) and bring masks and start image to the model.
+        """Check `settings`, plan the clips (bounded by `budget`, default the process's) and bring masks and start
+        image to the model.
 
         Engines extend this (call it, then add their own inputs to a `PreparedGeneration` subclass).
         """
         self.check_settings(settings, masks)
         spec = self.spec
-        plan = settings.plan(spec, budget_bytes)
+        plan = settings.plan(spec, budget)
         settings = settings.replace(height=plan.height, width=plan.width)
         size, num_clips = (plan.height, plan.width), plan.num_clips
         timeline = None

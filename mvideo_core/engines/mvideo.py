@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvideo_core.budget import Budget
 from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
 from mvideo_core.engines.base import GenerationEngine, PreparedGeneration
 from mvideo_core.masks import MaskSet
 from mvideo_core.pipeline_mvideo import MVideoPipeline
-from mvideo_core.settings import VIDEO_BYTES_BUDGET, GenerationSettings
+from mvideo_core.settings import GenerationSettings
 from mvideo_core.tiny import TINY_CONFIGS, save_tiny_base_model
 from mvideo_core.weights import DEFAULT_BASE_MODEL, load_mvideo_pipeline
 
@@ -136,10 +137,10 @@ class MVideoEngine(GenerationEngine):
 
     # -- generation -----------------------------------------------------------------------------------------------
     def prepare(
-        self, masks: MaskSet | None, settings: GenerationSettings, *, budget_bytes: int = VIDEO_BYTES_BUDGET
+        self, masks: MaskSet | None, settings: GenerationSettings, *, budget: Budget | None = None
     ) -> MVideoPrepared:
         """As the base, plus the prompt encoded once for every clip."""
-        base = super().prepare(masks, settings, budget_bytes=budget_bytes)
+        base = super().prepare(masks, settings, budget=budget)
         s = base.settings
         prompt_embeds, negative_embeds = self.pipe.encode_prompt(
             s.prompt,
