@@ -147,15 +147,21 @@ def prepare_masks(
     fps: float | None = None,
     policy: str = "hold",
     fit: str = "crop",
+    union: bool = True,
 ) -> np.ndarray:
     """Masks (a MaskSet, or bool [T, H, W] at `fps`) -> the model's mask timeline bool [F, H, W] at `spec.fps`.
 
     The union of the objects is resampled to the spec's frame rate, resized to `size` with `fit`, and made as long as
     `num_clips` clips: shorter masks hold their last frame ("hold") or start again ("loop"); longer ones are cut.
     With "stop" the timeline ends with the masks: F covers the whole clips they reach (an error if not even one).
+    `union=False` keeps the objects apart: bool [K, F, H, W] (engines that draw each object, e.g. a layout video).
     """
+    objects = None
     if isinstance(masks, MaskSet):
-        masks, fps = masks.union(), masks.fps
+        objects, fps = masks.masks, masks.fps  # [K, T, H, W]
+        masks = masks.union()
+    elif not union:
+        objects = as_bool_masks(masks, 3)[None]
     masks = as_bool_masks(masks, 3)
     if fit not in FITS:
         raise ValueError(f"mask fit must be one of {', '.join(FITS)}, got {fit!r}")
@@ -174,4 +180,6 @@ def prepare_masks(
         num_clips = min(num_clips, covered)
     idx = mask_timeline_indices(masks.shape[0], fps, spec, spec.total_frames(num_clips), policy)
     used, inverse = np.unique(idx, return_inverse=True)  # resize each mask frame once, however often it is shown
+    if not union:
+        return np.ascontiguousarray(resize_masks(objects[:, used], size, fit=fit)[:, inverse])  # [K, F, H, W]
     return np.ascontiguousarray(resize_masks(masks[used], size, fit=fit)[inverse])

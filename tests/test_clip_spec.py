@@ -61,6 +61,16 @@ def test_loop_equals_the_old_studio_preparation():
     assert np.array_equal(out, studio)
 
 
+def test_objects_can_be_kept_apart_on_the_same_timeline():
+    m = np.zeros((2, 12, 16, 24), dtype=bool)
+    m[0, :, :8] = True
+    m[1, ::2, 8:] = True
+    maskset = MaskSet(m, fps=4.0)
+    apart = prepare_masks(maskset, COGVIDEOX_CLIP, 1, (32, 48), policy="loop", union=False)
+    together = prepare_masks(maskset, COGVIDEOX_CLIP, 1, (32, 48), policy="loop")
+    assert apart.shape == (2, 33, 32, 48) and np.array_equal(apart.any(axis=0), together)
+
+
 def test_stop_ends_the_video_with_the_masks():
     masks = np.ones((70, 8, 8), dtype=bool)  # 8.75 s at 8 fps: two whole clips
     assert prepare_masks(masks, COGVIDEOX_CLIP, 4, (16, 16), policy="stop").shape[0] == 65
