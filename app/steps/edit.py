@@ -5,6 +5,7 @@ Every accepted edit is rendered first (a failing edit leaves the history unchang
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 from app.engines import Engines
 from app.sessions import Session
 from app.steps.common import StudioError, match_length, require_project, require_video, to_json
+from editing import commands
 from editing.preview import preview_frame as render_preview_frame
 from editing.preview import preview_video
 from editing.recipe import RecipeError, UndoStack, load, recipe_from_maskset, render, save
@@ -22,7 +24,7 @@ from mvideo_core.video_io import write_clip
 Recipe = dict[str, Any]
 
 MAIN_SOURCE = "video"
-TERRAINS = ("flat", "uphill", "downhill", "arc", "stairs")
+TERRAINS = commands.TERRAIN_PRESETS
 
 
 def edit_sources(session: Session) -> dict[str, MaskSet]:
@@ -89,47 +91,21 @@ def edited_masks(engines: Engines, session: Session) -> MaskSet:
     return session.edited
 
 
-def find_layer(recipe: Recipe, layer_id: Any) -> dict[str, Any]:
-    """The recipe's layer with this id (a dropdown value such as "2" or "2: name")."""
-    if layer_id in (None, ""):
-        raise StudioError("choose a layer first")
-    for lay in recipe["layers"]:
-        if str(lay.get("id")) == str(layer_id).split(":")[0]:
-            return lay
-    raise StudioError(f"there is no layer {layer_id}; layers: {[lay.get('id') for lay in recipe['layers']]}")
-
-
-def recipe_summary(recipe: Recipe) -> str:
-    """One line per layer: what the edit does, e.g. `1 object 1: zoom/pan (2 keys), terrain uphill`."""
-    lines = []
-    for lay in recipe["layers"]:
-        parts = []
-        for op in lay.get("ops", []):
-            if op["op"] == "transform":
-                parts.append(f"zoom/pan ({len(op['keys'])} keys)")
-            elif op["op"] == "terrain":
-                parts.append(f"terrain {op['profile']} {op.get('rise', 0.25):+g}")
-            else:
-                parts.append(op["op"])
-        for op in lay.get("timeline", []):
-            parts.append(op["op"])
-        if lay.get("start"):
-            parts.append(f"starts at {lay['start']:g} s")
-        if lay.get("speed", 1.0) != 1.0:
-            parts.append(f"speed x{lay['speed']:g}")
-        lines.append(f"- layer {lay['id']} ({lay.get('name', lay['source'])}): {', '.join(parts) or 'as extracted'}")
-    return "\n".join(lines)
+def apply_command(engines: Engines, session: Session, command: Callable[..., Recipe], *args: Any) -> Recipe:
+    """Run a recipe command of `editing.commands` on the current recipe and push its result."""
+    try:
+        recipe = command(start_edit(engines, session), *args)
+    except RecipeError as err:
+        raise StudioError(str(err)) from err
+    return push(session, recipe)
 
 
 def layer_choices(session: Session) -> list[tuple[str, str]]:
-    recipe = session.undo.current if session.undo is not None else None
-    if not recipe:
-        return []
-    return [(f"{lay['id']}: {lay.get('name', lay['source'])}", str(lay["id"])) for lay in recipe["layers"]]
+    return commands.layer_choices(session.undo.current if session.undo is not None else None)
 
 
-def recipe_duration(recipe: Recipe) -> float:
-    return recipe["target"]["num_frames"] / recipe["target"]["fps"]
+recipe_summary = commands.summary
+recipe_duration = commands.duration
 
 
 def add_keyframe(
@@ -145,77 +121,30 @@ def add_keyframe(
     anchor: str = "centroid",
 ) -> Recipe:
     """Add (or replace, at the same time) a zoom/pan/rotate keyframe on a layer; an identity key starts at 0 s."""
-    recipe = start_edit(engines, session)
-    lay = find_layer(recipe, layer_id)
-    duration = recipe_duration(recipe)
-    t = float(t or 0.0)
-    if not 0 <= t <= duration + 1e-9:
-        raise StudioError(f"keyframe time {t:g} s is outside the edit's 0..{duration:.2f} s")
-    if not scale or scale <= 0:
-        raise StudioError(f"zoom must be > 0 (1 = unchanged, 2 = twice as large), got {scale}")
-    ops = lay.setdefault("ops", [])
-    op = next((o for o in ops if o["op"] == "transform"), None)
-    if op is None:
-        op = {"op": "transform", "anchor": anchor, "keys": []}
-        ops.insert(0, op)
-        if t > 0:
-            op["keys"].append({"t": 0.0, "scale": 1.0, "x": 0.0, "y": 0.0, "rotate": 0.0})
-    op["anchor"] = anchor
-    key = {"t": t, "scale": float(scale), "x": float(x or 0), "y": float(y or 0), "rotate": float(rotate or 0)}
-    key["ease"] = ease
-    op["keys"] = sorted([k for k in op["keys"] if abs(k["t"] - t) > 1e-9] + [key], key=lambda k: k["t"])
-    return push(session, recipe)
+    return apply_command(engines, session, commands.add_keyframe, layer_id, t, scale, x, y, rotate, ease, anchor)
 
 
 def clear_keyframes(engines: Engines, session: Session, layer_id: Any) -> Recipe:
-    recipe = start_edit(engines, session)
-    lay = find_layer(recipe, layer_id)
-    lay["ops"] = [o for o in lay.get("ops", []) if o["op"] != "transform"]
-    return push(session, recipe)
+    return apply_command(engines, session, commands.clear_keyframes, layer_id)
 
 
 def set_terrain(
     engines: Engines, session: Session, layer_id: Any, profile: str, rise: float, tilt: float = 0.0
 ) -> Recipe:
     """Replace the layer's terrain warp (`flat` removes it); `rise` is the climb as a fraction of frame height."""
-    if profile not in TERRAINS:
-        raise StudioError(f"terrain must be one of {', '.join(TERRAINS)}, got {profile!r}")
-    recipe = start_edit(engines, session)
-    lay = find_layer(recipe, layer_id)
-    ops = [o for o in lay.get("ops", []) if o["op"] != "terrain"]
-    if profile != "flat":
-        ops.append({"op": "terrain", "profile": profile, "rise": float(rise), "tilt": float(tilt or 0.0)})
-    lay["ops"] = ops
-    return push(session, recipe)
+    return apply_command(engines, session, commands.set_terrain, layer_id, profile, rise, tilt)
 
 
 def set_timing(
     engines: Engines, session: Session, layer_id: Any, start: float, speed: float, retime_seconds: float = 0.0
 ) -> Recipe:
     """Layer time offset (s), playback speed, and optionally retime its motion to a duration (loops to fill)."""
-    recipe = start_edit(engines, session)
-    lay = find_layer(recipe, layer_id)
-    if not speed or speed <= 0:
-        raise StudioError(f"speed must be > 0 (1 = as filmed, 2 = twice as fast), got {speed}")
-    lay["start"] = float(start or 0.0)
-    lay["speed"] = float(speed)
-    timeline_ops = [o for o in lay.get("timeline", []) if o["op"] != "retime"]
-    if retime_seconds and retime_seconds > 0:
-        timeline_ops.append({"op": "retime", "duration": float(retime_seconds), "mode": "loop"})
-    lay["timeline"] = timeline_ops
-    return push(session, recipe)
+    return apply_command(engines, session, commands.set_timing, layer_id, start, speed, retime_seconds)
 
 
 def set_length(engines: Engines, session: Session, seconds: float) -> Recipe:
     """Length of the edited motion in seconds (frames = seconds * fps + 1; layers loop to fill it)."""
-    recipe = start_edit(engines, session)
-    if not seconds or seconds <= 0 or seconds > engines.settings.max_seconds * 4:
-        raise StudioError(f"length must be between 0 and {engines.settings.max_seconds * 4:g} s, got {seconds}")
-    fps = recipe["target"]["fps"]
-    recipe["target"]["num_frames"] = int(round(seconds * fps)) + 1
-    for lay in recipe["layers"]:
-        lay.setdefault("extend", "loop")
-    return push(session, recipe)
+    return apply_command(engines, session, commands.set_length, seconds, engines.settings.max_seconds * 4)
 
 
 def undo(engines: Engines, session: Session) -> Recipe:

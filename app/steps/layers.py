@@ -10,6 +10,7 @@ from app.sessions import Session
 from app.steps.common import StudioError, safe_name
 from app.steps.edit import MAIN_SOURCE, Recipe, edit_sources, push, start_edit
 from app.steps.mask_files import fit_masks, read_mask_file
+from editing import commands
 from mvideo_core import samples
 from mvideo_core.masks import MaskSet, save_masks
 
@@ -24,19 +25,7 @@ def add_layer_from_masks(engines: Engines, session: Session, masks: MaskSet, nam
         n += 1
     session.extra_sources[source] = masks
     save_extra_source(session, source, masks)
-    new_id = max((lay.get("id", 0) for lay in recipe["layers"]), default=0) + 1
-    recipe["layers"].append(
-        {
-            "id": new_id,
-            "name": name,
-            "source": source,
-            "object": "all",
-            "z": max((lay.get("z", 0) for lay in recipe["layers"]), default=0) + 1,
-            "extend": "loop",
-            "timeline": [],
-            "ops": [],
-        }
-    )
+    recipe = commands.add_layer(recipe, source, name)
     try:
         return push(session, recipe)
     except StudioError:

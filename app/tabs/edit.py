@@ -15,8 +15,11 @@ from app.steps import layers
 from app.steps.common import to_json
 from app.steps.video import list_samples
 from app.tabs.common import StudioContext, Updates, user_errors
+from editing.ops import ANCHOR, KEYFRAME_PARAMS, OPS
 
 START_HINT = "Press **Start editing** once your masks are ready."
+KEY = {p.name: p for p in KEYFRAME_PARAMS}  # labels and choices come from the op registry
+TERRAIN = OPS["terrain"].param
 
 
 @dataclass
@@ -110,23 +113,27 @@ def build_edit_tab(ctx: StudioContext) -> EditTab:
             c["layer"] = gr.Dropdown([], label="Layer", elem_id="edit-layer")
             with gr.Accordion("Camera: keyframed zoom / pan / rotate", open=True):
                 with gr.Row():
-                    c["key_t"] = gr.Number(label="At time (s)", value=0.0, minimum=0, elem_id="key-t")
-                    c["key_scale"] = gr.Number(label="Zoom (x)", value=1.0, minimum=0.05, elem_id="key-scale")
-                    c["key_rotate"] = gr.Number(label="Rotate (deg)", value=0.0)
+                    c["key_t"] = gr.Number(label=KEY["t"].label, value=0.0, minimum=0, elem_id="key-t")
+                    c["key_scale"] = gr.Number(label=KEY["scale"].label, value=1.0, minimum=0.05, elem_id="key-scale")
+                    c["key_rotate"] = gr.Number(label=KEY["rotate"].label, value=0.0)
                 with gr.Row():
-                    c["key_x"] = gr.Number(label="Pan x (px)", value=0.0)
-                    c["key_y"] = gr.Number(label="Pan y (px)", value=0.0)
+                    c["key_x"] = gr.Number(label=KEY["x"].label, value=0.0)
+                    c["key_y"] = gr.Number(label=KEY["y"].label, value=0.0)
                 with gr.Row():
-                    c["key_ease"] = gr.Dropdown(["linear", "ease_in_out", "hold"], value="ease_in_out", label="Ease")
-                    c["key_anchor"] = gr.Dropdown(["centroid", "bottom", "center"], value="bottom", label="Anchor")
+                    c["key_ease"] = gr.Dropdown(
+                        list(KEY["ease"].choices), value="ease_in_out", label=KEY["ease"].label
+                    )
+                    c["key_anchor"] = gr.Dropdown(list(ANCHOR.choices), value="bottom", label=ANCHOR.label)
                 with gr.Row():
                     c["add_key"] = gr.Button("Add keyframe", elem_id="add-keyframe")
                     c["clear_keys"] = gr.Button("Clear keyframes")
             with gr.Accordion("Terrain", open=True):
                 with gr.Row():
-                    c["terrain"] = gr.Dropdown(list(step.TERRAINS), value="uphill", label="Path", elem_id="terrain")
-                    c["rise"] = gr.Slider(-1, 1, value=0.25, step=0.05, label="Slope (rise, fraction of height)")
-                    c["tilt"] = gr.Slider(0, 1, value=0.0, step=0.1, label="Tilt with slope")
+                    c["terrain"] = gr.Dropdown(
+                        list(step.TERRAINS), value="uphill", label=TERRAIN["profile"].label, elem_id="terrain"
+                    )
+                    c["rise"] = gr.Slider(-1, 1, value=0.25, step=TERRAIN["rise"].step, label=TERRAIN["rise"].label)
+                    c["tilt"] = gr.Slider(0, 1, value=0.0, step=TERRAIN["tilt"].step, label=TERRAIN["tilt"].label)
                 c["apply_terrain"] = gr.Button("Apply terrain", elem_id="apply-terrain")
             with gr.Accordion("Time", open=False):
                 with gr.Row():
