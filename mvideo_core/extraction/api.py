@@ -159,6 +159,15 @@ def parse_click(text: str) -> ClickPrompt:
     )
 
 
+def _prompt(value, kind: type, parse, what: str, example: str):
+    """A prompt as given to the API: the CLI's text form or the dataclass itself; anything else is refused."""
+    if isinstance(value, str):
+        return parse(value)
+    if isinstance(value, kind):
+        return value
+    raise ExtractionError(f"a {what} must be text like {example} or a {kind.__name__}, got {type(value).__name__}")
+
+
 # -- extraction ------------------------------------------------------------------------------------------------
 @dataclass
 class ExtractionResult:
@@ -224,8 +233,8 @@ def extract_masks(
         frames = video
     frames, fps = check_frames(frames, fps if fps is not None else 8.0)
     t, h, w = frames.shape[:3]
-    boxes = [parse_box(b) if isinstance(b, str) else b for b in boxes]
-    clicks = [parse_click(c) if isinstance(c, str) else c for c in clicks]
+    boxes = [_prompt(b, BoxPrompt, parse_box, "box", "'10,20,200,300@0'") for b in boxes]
+    clicks = [_prompt(c, ClickPrompt, parse_click, "click", "'120,80,+@0'") for c in clicks]
     phrases = parse_phrases(text) if text is not None else []
     frames_for_text = [text_frames] if isinstance(text_frames, int | np.integer) else list(text_frames)
     if phrases and grounder is None:
