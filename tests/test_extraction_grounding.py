@@ -146,8 +146,11 @@ def test_cli_threshold_outside_0_1_is_refused(tmp_path, sample, capsys, value):
     from mvideo_core.video_io import write_video
 
     write_video(video_path, sample[0].frames[:2], 8.0)
-    code = extract.main([str(video_path), "--text", "ball", "--box-threshold", value, "--out", str(tmp_path / "o")])
-    assert code == 2 and "box_threshold is a probability in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it at the edge, before anything loads
+        extract.main([str(video_path), "--text", "ball", "--box-threshold", value, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --box-threshold: must be a finite number in [0, 1]" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("text", ["", " . ", ",", []])
