@@ -71,9 +71,7 @@ def make_trainer(workdir: Path, base: str, alpha: float, checkpointing: bool):
 
 
 def one_step(trainer, batch, k: int) -> None:
-    from mvideo_core.training.trainer import step_generator
-
-    terms = trainer.compute_loss(batch, step_generator(0, k, 0, 0))
+    terms = trainer.compute_loss(batch, k)
     trainer.accelerator.backward(terms.total)
     trainer.optimizer.step()
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -81,8 +79,6 @@ def one_step(trainer, batch, k: int) -> None:
 
 def saved_activation_mib(trainer, batch) -> float:
     """MiB of tensors autograd keeps for the backward of one loss (what grows with model and clip size)."""
-    from mvideo_core.training.trainer import step_generator
-
     weights = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
     seen: dict[int, int] = {}
 
@@ -93,7 +89,7 @@ def saved_activation_mib(trainer, batch) -> float:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        terms = trainer.compute_loss(batch, step_generator(0, 0, 0, 0))
+        terms = trainer.compute_loss(batch)
     trainer.accelerator.backward(terms.total)
     trainer.optimizer.zero_grad(set_to_none=True)
     return sum(seen.values()) / 2**20

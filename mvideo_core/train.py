@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig.from_file(args.config, args.set)
     except ConfigError as err:
         parser.error(str(err))
-    result = MVideoTrainer(config).train()
+    try:
+        result = MVideoTrainer(config).train()
+    except ConfigError as err:  # a bad launch, cache or checkpoint: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if result.weights_path is not None:
         print(f"MVideo weights: {result.weights_path}")
     return 0

@@ -41,15 +41,44 @@ def _raw_optimizer(optimizer):
     return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the torch one
 
 
+def _is_deepspeed(model) -> bool:
+    return type(model).__name__ == "DeepSpeedEngine"
+
+
+def _trained_params(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.module.named_parameters() if p.requires_grad}
+
+
 def gather_trainable(model) -> dict[str, torch.Tensor]:
-    """Full (gathered) trained weights by name; collective under FSDP: call on every process.
+    """Full (gathered) trained weights by name; collective under FSDP and DeepSpeed: call on every process.
 
     The tensors are fp32 on the CPU on the main process (process 0); other processes may get an empty dict.
     """
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    state = get_model_state_dict(model, options=_full_options(ignore_frozen_params=True))
+    if _is_deepspeed(model):  # ZeRO keeps the fp32 master weights partitioned in its optimizer
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state = {n: safe_get_full_fp32_param(p) for n, p in _trained_params(model).items()}
+    else:
+        state = get_model_state_dict(model, options=_full_options(ignore_frozen_params=True))
     return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+
+
+def _deepspeed_optimizer_state(model, optimizer) -> dict[str, Any]:
+    """The `get_optimizer_state_dict` layout (state by parameter name, param_groups) gathered from ZeRO partitions."""
+    from deepspeed.utils import safe_get_full_optimizer_state
+
+    inner = _raw_optimizer(optimizer)
+    base = getattr(inner, "optimizer", inner)  # DeepSpeedZeroOptimizer wraps the torch optimizer
+    steps = [v["step"] for v in base.state.values() if "step" in v]
+    step = steps[0].detach().float().cpu() if steps else torch.tensor(0.0)
+    state = {}
+    for name, param in _trained_params(model).items():
+        state[name] = {key: safe_get_full_optimizer_state(param, key) for key in ("exp_avg", "exp_avg_sq")}
+        state[name]["step"] = step.clone()
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in base.param_groups]
+    return {"state": state, "param_groups": groups}
 
 
 def _check_json(value: Any, where: str) -> Any:
@@ -77,7 +106,10 @@ def save_checkpoint(
 
     folder = Path(folder)
     weights = gather_trainable(model)
-    optim = get_optimizer_state_dict(model, _raw_optimizer(optimizer), options=_full_options())
+    if _is_deepspeed(model):
+        optim = _deepspeed_optimizer_state(model, optimizer)
+    else:
+        optim = get_optimizer_state_dict(model, _raw_optimizer(optimizer), options=_full_options())
     if accelerator.is_main_process:
         tensors, scalars = {}, {}
         for name, entries in optim["state"].items():
@@ -153,6 +185,10 @@ def load_checkpoint(folder: str | Path, model, optimizer, lr_scheduler, trainabl
                 "was it made with another lora_rank or base model?"
             )
     weights = {n: weights[n] for n in trainable_names}
+    if _is_deepspeed(model):
+        _load_deepspeed(model, optimizer, weights, optim_tensors, state)
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        return {k: int(v) for k, v in state["train_state"].items()}
     set_model_state_dict(model, weights, options=_full_options(strict=False))
 
     per_param: dict[str, dict[str, Any]] = {}
@@ -175,11 +211,42 @@ def load_checkpoint(folder: str | Path, model, optimizer, lr_scheduler, trainabl
     return {k: int(v) for k, v in state["train_state"].items()}
 
 
+def _load_deepspeed(model, optimizer, weights, optim_tensors, state) -> None:
+    """Scatter full weights and Adam moments into ZeRO's partitions (and the module's working copy)."""
+    from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+    inner = _raw_optimizer(optimizer)
+    base = getattr(inner, "optimizer", inner)
+    for group in base.param_groups:  # torch's Adam creates its state at the first step: create it (zeros) now
+        for flat in group["params"]:
+            if not base.state.get(flat):
+                zeros = torch.zeros_like(flat)
+                base.state[flat] = {"step": torch.tensor(0.0), "exp_avg": zeros, "exp_avg_sq": zeros.clone()}
+    if hasattr(inner, "_lazy_init_hp_params_optimizer_state"):
+        inner._lazy_init_hp_params_optimizer_state()  # let each weight's fragment see the state just made
+    params = _trained_params(model)
+    for name, param in params.items():
+        safe_set_full_fp32_param(param, weights[name])
+        with torch.no_grad():
+            param.data.copy_(weights[name].to(param.dtype))  # ZeRO-2 keeps full working weights on every process
+        for key in ("exp_avg", "exp_avg_sq"):
+            if f"{name}/{key}" not in optim_tensors:
+                raise ConfigError(f"the checkpoint's optimizer state lacks {name}/{key}")
+            safe_set_full_optimizer_state(param, optim_tensors[f"{name}/{key}"], key)
+    step = next((v for k, v in optim_tensors.items() if k.endswith("/step")), None)
+    for entry in base.state.values():
+        if "step" in entry and step is not None:
+            entry["step"] = step.clone().to(entry["step"].device, entry["step"].dtype)
+    for group, saved in zip(base.param_groups, state["optimizer_param_groups"]):
+        group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items() if k != "params"})
+
+
 def _full_shapes(model, names: list[str]) -> dict[str, tuple[int, ...]]:
     """Unsharded shapes of the named parameters (FSDP2 holds DTensors whose `.shape` is already the full one)."""
     wanted = set(names)
     out = {}
-    for name, param in model.named_parameters():
+    named = model.module.named_parameters() if _is_deepspeed(model) else model.named_parameters()
+    for name, param in named:
         name = name.removeprefix("module.")  # DDP
         if name in wanted:
             out[name] = tuple(param.shape)

@@ -10,6 +10,7 @@ dropout) is a function of (seed, step), so a resumed run continues with exactly 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mvideo_core.training import launch
 from mvideo_core.training.checkpoint import gather_trainable, load_checkpoint, save_checkpoint
 from mvideo_core.training.config import ConfigError, TrainConfig
 from mvideo_core.training.dataset import EpochSampler, LatentCacheDataset, collate_samples
@@ -58,9 +60,30 @@ def _weight_dtype(mixed_precision: str) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
 
 
-def step_generator(seed: int, global_step: int, micro_step: int, process_index: int) -> torch.Generator:
-    """The CPU generator of one micro-batch: a pure function of where the run is, so resume replays it exactly."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + global_step) * 131 + micro_step) * 1024 + process_index)
+def step_generator(seed: int, global_step: int, micro_step: int, sample: int | None = None) -> torch.Generator:
+    """The CPU generator of one draw: a pure function of where the run is, so resume replays it exactly.
+
+    `sample` is the index of a sample in the global batch (its timestep and noise come from its own generator, so
+    two processes with batch 2 draw exactly what one process with batch 4 draws); None: draws shared by the whole
+    global micro-batch (condition dropout)."""
+    key = ((seed * 1_000_003 + global_step) * 131 + micro_step) * 65_537 + (0 if sample is None else sample + 1)
+    return torch.Generator().manual_seed(key)
+
+
+def _keep_gathered_through_backward(model) -> list:
+    """FSDP2 units that must stay gathered until a step's backward has finished; the trainer reshards them after it.
+
+    With conditions, every block runs twice in one forward (condition tokens, then clip tokens reading the condition
+    keys/values). FSDP2 reshards a unit when the backward of ONE of its calls reaches that call's inputs, which can
+    happen while the other call's backward still needs the weights ("data is not allocated yet"). So the blocks skip
+    the reshard after backward (gradients are still reduce-scattered as they come) and are resharded explicitly once
+    the backward is done: the forward stays sharded block by block; the backward holds the gathered blocks."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for unit in units:
+        unit.set_reshard_after_backward(False, recurse=False)
+    return units
 
 
 class MVideoTrainer:
@@ -79,6 +102,7 @@ class MVideoTrainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         cfg = self.config
+        launch.check_environment()
         if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError(
                 "mixed_precision 'fp16' needs a CUDA GPU and none is available; use mixed_precision: 'no' (or 'bf16')"
@@ -89,13 +113,19 @@ class MVideoTrainer:
             os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(cfg.max_grad_norm)
         out = Path(cfg.output_dir)
         project = ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs"))
-        return Accelerator(
+        accelerator = Accelerator(
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             mixed_precision=cfg.mixed_precision,
             log_with=None if cfg.report_to in ("none", "", None) else cfg.report_to,
             project_config=project,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            kwargs_handlers=[
+                DistributedDataParallelKwargs(find_unused_parameters=True),
+                *launch.accelerator_kwargs_handlers(),
+            ],
         )
+        launch.fsdp_on_cpu(accelerator)
+        launch.verify(accelerator)
+        return accelerator
 
     def load_model(self):
         """Frozen base CogVideoX -> MVideo transformer with LoRA; returns it with only LoRA + MVideo params trainable."""
@@ -186,8 +216,12 @@ class MVideoTrainer:
         self.model, self.optimizer, self.dataloader, self.lr_scheduler = acc.prepare(
             model, optimizer, dataloader, lr_scheduler
         )
+        self._fsdp_units = _keep_gathered_through_backward(self.model) if fsdp else []
         if acc.is_main_process:
             cfg.save(Path(cfg.output_dir) / "train_config.json")  # what this run was, next to its checkpoints
+            run = launch.describe(acc)  # and what it ran on
+            (Path(cfg.output_dir) / "launch.json").write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
+            logger.info("training on %s", run)
         if acc.is_main_process and cfg.report_to not in ("none", "", None):
             flat = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in cfg.to_dict().items()}
             acc.init_trackers("mvideo-lora", config=flat)
@@ -249,7 +283,26 @@ class MVideoTrainer:
             return_dict=False,
         )[0]
 
-    def compute_loss(self, batch: dict[str, Any], generator: torch.Generator) -> LossTerms:
+    def step_draws(
+        self, batch_size: int, shape: tuple[int, ...], global_step: int, micro_step: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(timesteps [B], noise [B, *shape] fp32, keep_conditions) of this process's part of a global micro-batch.
+
+        Sample i of process p is sample p * B + i of the global batch (accelerate's batch sharding): its draws do not
+        depend on how many processes share the batch."""
+        cfg = self.config
+        first = self.accelerator.process_index * batch_size
+        keep = (
+            torch.rand((), generator=step_generator(cfg.seed, global_step, micro_step)).item() >= cfg.condition_dropout
+        )
+        timesteps, noise = [], []
+        for i in range(batch_size):
+            g = step_generator(cfg.seed, global_step, micro_step, first + i)
+            timesteps.append(torch.randint(0, self.scheduler.config.num_train_timesteps, (1,), generator=g))
+            noise.append(torch.randn(shape, generator=g, dtype=torch.float32))
+        return torch.cat(timesteps), torch.stack(noise), keep
+
+    def compute_loss(self, batch: dict[str, Any], global_step: int = 0, micro_step: int = 0) -> LossTerms:
         """Eq. 2 on one micro-batch: noise the latents, student forward, teacher forward (no grad), losses."""
         from mvideo_core.transformer import ConditionLatents
 
@@ -258,10 +311,10 @@ class MVideoTrainer:
         latents = batch["latents"].to(device, dtype)  # [B, F, C, H, W]
         mask_latents = batch["mask_latents"].to(device, dtype)  # [B, F, C, H, W]
         prompt_embeds = batch["prompt_embeds"].to(device, dtype)  # [B, L, D]
-        b = latents.shape[0]
-        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
-        noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device, dtype)
-        keep_conditions = torch.rand((), generator=generator).item() >= cfg.condition_dropout
+        timesteps, noise, keep_conditions = self.step_draws(
+            latents.shape[0], latents.shape[1:], global_step, micro_step
+        )
+        timesteps, noise = timesteps.to(device), noise.to(device, dtype)  # [B], [B, F, C, H, W]
         conditions = None
         if keep_conditions and "motion" in batch:
             conditions = ConditionLatents(
@@ -312,9 +365,10 @@ class MVideoTrainer:
             self.sampler.set_epoch(self.state.epoch)
             for batch in loader:
                 with acc.accumulate(self.model):
-                    generator = step_generator(cfg.seed, self.state.global_step, micro, acc.process_index)
-                    terms = self.compute_loss(batch, generator)
+                    terms = self.compute_loss(batch, self.state.global_step, micro)
                     acc.backward(terms.total)
+                    for unit in self._fsdp_units:  # see _keep_gathered_through_backward
+                        unit.reshard()
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
                         acc.clip_grad_norm_(trainable, cfg.max_grad_norm)
                     self.optimizer.step()
