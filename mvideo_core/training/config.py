@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mvideo_core.clip_spec import COGVIDEOX_CLIP as CLIP
+
 
 class ConfigError(ValueError):
     """A training config is malformed; the message names the key, the value and what is expected."""
@@ -37,13 +39,13 @@ class TrainConfig:
     train_mask_weights: bool = True  # the zero-initialised mask input channels are trained with the LoRA
 
     # -- video geometry (what the cache was built with; checked against it) -----------------------------------
-    height: int = 480
-    width: int = 720
-    fps: float = 8.0
-    num_frames: int = 33  # t1 = 4 s at 8 fps, 4k + 1 frames for the causal VAE
+    height: int = CLIP.default_size[0]
+    width: int = CLIP.default_size[1]
+    fps: float = CLIP.fps
+    num_frames: int = CLIP.clip_frames  # t1 = 4 s at 8 fps, 4k + 1 frames for the causal VAE
     condition_height: int = 256
     condition_width: int = 384
-    condition_frames: int = 33  # t2 = 4 s of motion condition at 8 fps, 4k + 1 frames
+    condition_frames: int = CLIP.clip_frames  # t2 = 4 s of motion condition, as long as a clip
 
     # -- loss (paper eq. 2) -----------------------------------------------------------------------------------
     consistency_weight: float = 1.0  # alpha in L = L_d + alpha * L_c; 0 switches the teacher off
@@ -104,17 +106,21 @@ class TrainConfig:
         for name in positive_ints:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"`{name}` must be a positive integer, got {getattr(self, name)}")
+        multiple, t = CLIP.size_multiple, CLIP.vae_scale_temporal
         for name in ("height", "width", "condition_height", "condition_width"):
-            if getattr(self, name) % 16:
+            if getattr(self, name) % multiple:
                 raise ConfigError(
-                    f"`{name}` has to be divisible by 16 (VAE x8, patch x2) but is {getattr(self, name)}"
+                    f"`{name}` has to be divisible by {multiple} (VAE x{CLIP.vae_scale_spatial}, patch "
+                    f"x{multiple // CLIP.vae_scale_spatial}) but is {getattr(self, name)}"
                 )
-        if (self.num_frames - 1) % 4:
+        if (self.num_frames - 1) % t:
             raise ConfigError(
-                f"`num_frames` must be 4k + 1 for the CogVideoX VAE (e.g. 33 or 49), got {self.num_frames}"
+                f"`num_frames` must be {t}k + 1 for the CogVideoX VAE (e.g. 33 or 49), got {self.num_frames}"
             )
-        if (self.condition_frames - 1) % 4:
-            raise ConfigError(f"`condition_frames` must be 4k + 1 for the CogVideoX VAE, got {self.condition_frames}")
+        if (self.condition_frames - 1) % t:
+            raise ConfigError(
+                f"`condition_frames` must be {t}k + 1 for the CogVideoX VAE, got {self.condition_frames}"
+            )
         if self.fps <= 0:
             raise ConfigError(f"`fps` must be positive, got {self.fps}")
         if self.learning_rate <= 0:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from mvideo_core.clip_spec import COGVIDEOX_CLIP as CLIP
+
 # diffusers' transformer/config.json of THUDM/CogVideoX-2b and -5b (the fields that set the cost)
 BASE_CONFIGS: dict[str, dict[str, Any]] = {
     "2b": {"num_attention_heads": 30, "num_layers": 30, "use_rotary_positional_embeddings": False},
@@ -35,8 +37,9 @@ _COMMON |= {"sample_height": 60, "sample_width": 90, "sample_frames": 49, "max_t
 GPU_PEAK = {"A100": 312e12, "H100": 989e12}
 UTILISATION = 0.40
 # the paper (4.1): 10k steps, global batch 64 on 32 GPUs = 2 a GPU; 480x720, 33-frame clips, conditions at 256x384
-PAPER = {"steps": 10_000, "global_batch": 64, "gpus": 32, "height": 480, "width": 720, "frames": 33}
-PAPER |= {"condition_height": 256, "condition_width": 384, "condition_frames": 33, "lora_rank": 128}
+PAPER = {"steps": 10_000, "global_batch": 64, "gpus": 32, "frames": CLIP.clip_frames, "lora_rank": 128}
+PAPER |= {"height": CLIP.default_size[0], "width": CLIP.default_size[1]}
+PAPER |= {"condition_height": 256, "condition_width": 384, "condition_frames": CLIP.clip_frames}
 
 
 @dataclass
@@ -76,10 +79,10 @@ def paper_inputs(model, batch: int = 1, device: str = "meta", dtype: torch.dtype
     from mvideo_core.transformer import ConditionLatents
 
     c = model.config.in_channels
-    f = (PAPER["frames"] - 1) // 4 + 1  # causal VAE: 4x in time
-    h, w = PAPER["height"] // 8, PAPER["width"] // 8
-    fc = (PAPER["condition_frames"] - 1) // 4 + 1
-    hc, wc = PAPER["condition_height"] // 8, PAPER["condition_width"] // 8
+    s, t = CLIP.vae_scale_spatial, CLIP.vae_scale_temporal
+    f, fc = (PAPER["frames"] - 1) // t + 1, (PAPER["condition_frames"] - 1) // t + 1  # causal VAE: 1 + 4k frames
+    h, w = PAPER["height"] // s, PAPER["width"] // s
+    hc, wc = PAPER["condition_height"] // s, PAPER["condition_width"] // s
 
     def empty(*shape):
         return torch.empty(*shape, device=device, dtype=dtype)
