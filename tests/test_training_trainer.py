@@ -1,5 +1,6 @@
 """LoRA trainer on a tiny random CogVideoX: loss goes down, only LoRA + MVideo weights learn, teacher == base,
-resume replays the same losses, the exported file loads in MVideoPipeline, loss terms reach TensorBoard."""
+resume replays the same losses, the exported file loads in MVideoPipeline, loss terms reach TensorBoard; the cost
+model counts exactly the FLOPs of a real trainer step."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mvideo_core.training import cost
 from mvideo_core.training.config import ConfigError, TrainConfig
 from mvideo_core.training.precompute import CacheError, CacheGeometry, CacheWriter, model_identity
 from mvideo_core.training.trainer import MVideoTrainer
+from mvideo_core.transformer import ConditionLatents
 
 GEOMETRY = dict(height=64, width=96, num_frames=9, condition_height=32, condition_width=48, condition_frames=9)
 
@@ -384,3 +387,45 @@ def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path, base_model,
 def test_resume_latest_without_checkpoints_starts_fresh(tmp_path, base_model, cache):
     trainer = MVideoTrainer(make_config(tmp_path, base_model, cache, resume_from_checkpoint="latest")).setup()
     assert trainer.state.global_step == 0
+
+
+# -- the cost model (mvideo_core.training.cost) counts what the trainer runs ----------------------------------------
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_cost_model_counts_a_real_trainer_step(tmp_path, base_model, cache, checkpointing):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer = MVideoTrainer(make_config(tmp_path, base_model, cache, gradient_checkpointing=checkpointing)).setup()
+    batch = _batch(trainer)
+    with FlopCounterMode(display=False) as counter:
+        trainer.accelerator.backward(trainer.compute_loss(batch).total)
+    inputs = {
+        "hidden_states": batch["latents"],
+        "mask_latents": batch["mask_latents"],
+        "encoder_hidden_states": batch["prompt_embeds"],
+        "timestep": torch.tensor([10, 900]),
+        "condition_latents": ConditionLatents(appearance=batch["appearance"], motion=batch["motion"]),
+    }
+    counted = cost.count_step(trainer.unwrapped, inputs)
+    assert counted["flops"] == counter.get_total_flops() > 0
+    assert 0 < counted["forward"] < counted["flops"]
+
+
+def test_gpu_hours_and_memory_follow_from_the_count():
+    step = cost.StepCost(
+        "x",
+        params=5_000_000_000,
+        trainable=100_000_000,
+        flops=1e15,
+        forward_flops=2.5e14,
+        saved_bytes=2**30,
+        recompute_bytes=0,
+    )
+    # 1 PFLOP x 64 x 10k steps at 40 % of 989 TFLOP/s
+    assert step.gpu_hours("H100") == pytest.approx(1e15 * 64 * 10_000 / (989e12 * 0.4) / 3600)
+    ddp, zero2 = cost.memory_per_gpu(step, "ddp", 32), cost.memory_per_gpu(step, "zero2", 32)
+    assert ddp["weights"] == zero2["weights"] == pytest.approx(4.9e9 * 2 / 2**30)
+    assert zero2["trained state"] < ddp["trained state"] and ddp["activations"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="ddp, zero2 or fsdp"):
+        cost.memory_per_gpu(step, "zero3", 8)
