@@ -161,3 +161,25 @@ def test_finding_7_extract_tracks_videos_2_to_7_px_wide(tmp_path):
     assert run.returncode == 0 and "Traceback" not in run.output, run
     assert "width 2 exit 0" in run.stdout and "width 7 exit 0" in run.stdout, run
     assert run.peak_rss_mb < CLI_MB, run
+
+
+STUDIO_IMPORT = """
+import sys
+from types import SimpleNamespace
+from app.steps.common import StudioError
+from app.steps.mask_files import read_mask_file
+engines = SimpleNamespace(settings=SimpleNamespace(model_fps=8.0, work_size=(480, 720)))
+try:
+    read_mask_file(engines, sys.argv[1])
+except StudioError as err:
+    sys.exit(f"error: {err}")
+print("Masks imported.")
+"""
+
+
+def test_finding_1_studio_import_of_the_tiny_coco_json_is_refused(tmp_path):
+    """The studio imported the 1.9 KB json ("Masks imported.", server 806 -> 3717 MB); its import step, in a child."""
+    path = coco_json(tmp_path / "masks.json", 300, 3000, 3333)
+    run = run_measured([sys.executable, "-c", STUDIO_IMPORT, str(path)])
+    assert_clear_error(run, "could not be read as masks", "2.79 GiB", "2 GiB", code=1, max_rss_mb=CLI_MB)
+    assert "Masks imported." not in run.stdout
