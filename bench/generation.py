@@ -44,24 +44,48 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mvideo_core.long_video import CLIP_FRAMES, CLIP_SECONDS, FPS
+from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
+from mvideo_core.pipeline_mvideo import default_condition_size
 
-PAPER_STEPS = 50
+SPEC = COGVIDEOX_CLIP  # 33-frame clips at 8 fps, 480x720, VAE 8x / 4x, 16 latent channels
+PAPER_STEPS = 50  # the pipeline's default denoising steps
 CONTINUATION_TARGET = 1.25
 LONG_SECONDS = 16
-CONTINUATION_CLIPS = LONG_SECONDS // CLIP_SECONDS - 1  # 16 s = clip 0 + 3 continuation clips
+CONTINUATION_CLIPS = SPEC.num_clips(LONG_SECONDS) - 1  # 16 s = clip 0 + 3 continuation clips
 
 
 @dataclass(frozen=True)
 class LayerSize:
-    """One CogVideoX-2b-style transformer layer and the token grid it runs on (latent frames x rows x columns)."""
+    """One CogVideoX-2b-style transformer layer and the latent grid it runs on (patch 2: a token per 2x2 latents)."""
 
-    heads: int
+    heads: int  # x 64 = the width
     text_dim: int
     text_tokens: int
-    latent_hw: tuple[int, int]  # noisy latents of one 480x720 frame (patch 2 -> tokens)
-    motion_hw: tuple[int, int]  # motion-condition latents of one 256x384 frame
-    frames: int = (CLIP_FRAMES - 1) // 4 + 1  # latent frames of a 33-frame clip (VAE: 4x in time)
+    latent_hw: tuple[int, int]  # noisy latents of one frame
+    motion_hw: tuple[int, int]  # motion-condition latents of one frame
+    frames: int  # latent frames of a clip
+    channels: int  # latent channels
+
+    @classmethod
+    def real(cls, spec: ClipSpec) -> LayerSize:
+        """CogVideoX-2b's width (30 heads x 64, T5 226 x 4096) on the spec's clip at its default size."""
+        (h, w), s = spec.default_size, spec.vae_scale_spatial
+        ch, cw = default_condition_size(h, w)
+        return cls(30, 4096, 226, (h // s, w // s), (ch // s, cw // s), spec.latent_frames, spec.latent_channels)
+
+    def scaled(self, k: int) -> LayerSize:
+        """Width, text and every token count divided by `k` (rows kept, columns / k): attention, cross-attention and
+        linear layers keep their shares of the FLOPs, each k^3 smaller."""
+        (h, w), (mh, mw) = self.latent_hw, self.motion_hw
+        return LayerSize(
+            self.heads // k,
+            self.text_dim // k,
+            self.text_tokens // k,
+            (h, w // k),
+            (mh, mw // k),
+            self.frames,
+            self.channels,
+        )
 
     def models(self):
         """(base CogVideoX, MVideo with non-zero new weights, as trained: the cost is the same either way)."""
@@ -72,14 +96,14 @@ class LayerSize:
         config = {
             "num_attention_heads": self.heads,
             "attention_head_dim": 64,
-            "in_channels": 16,
-            "out_channels": 16,
+            "in_channels": self.channels,
+            "out_channels": self.channels,
             "time_embed_dim": 512,
             "text_embed_dim": self.text_dim,
             "num_layers": 1,
             "sample_height": self.latent_hw[0],
             "sample_width": self.latent_hw[1],
-            "sample_frames": CLIP_FRAMES,
+            "sample_frames": SPEC.clip_frames,
             "max_text_seq_length": self.text_tokens,
             "use_rotary_positional_embeddings": False,  # 2b: sincos positions
         }
@@ -93,8 +117,8 @@ class LayerSize:
         return base, mvideo
 
 
-REAL = LayerSize(heads=30, text_dim=4096, text_tokens=226, latent_hw=(60, 90), motion_hw=(32, 48))
-THIRD = LayerSize(heads=10, text_dim=1365, text_tokens=75, latent_hw=(60, 30), motion_hw=(32, 16))
+REAL = LayerSize.real(SPEC)  # 9 x 60 x 90 latents (9 x 30 x 45 tokens), motion 9 x 32 x 48
+THIRD = REAL.scaled(3)  # 640 wide (10 heads), text 75 x 1365, 9 x 60 x 30 latents, motion 9 x 32 x 16
 
 
 @torch.no_grad()
@@ -105,12 +129,13 @@ def bench_steps(size: LayerSize, repeats: int, clip0: bool) -> dict[str, timing.
     base, mvideo = size.models()
     g = torch.Generator().manual_seed(0)
     f, (h, w) = size.frames, size.latent_hw
-    x = torch.randn(1, f, 16, h, w, generator=g)  # [B, F, C, H, W]
+    c = size.channels
+    x = torch.randn(1, f, c, h, w, generator=g)  # [B, F, C, H, W]
     text = torch.randn(1, size.text_tokens, size.text_dim, generator=g)
     t = torch.tensor([500])
-    mask = torch.randn(1, f, 16, h, w, generator=g)
+    mask = torch.randn(1, f, c, h, w, generator=g)
     conditions = ConditionLatents(
-        torch.randn(1, 1, 16, h, w, generator=g), torch.randn(1, f, 16, *size.motion_hw, generator=g)
+        torch.randn(1, 1, c, h, w, generator=g), torch.randn(1, f, c, *size.motion_hw, generator=g)
     )
     cache = mvideo.condition_cache(conditions, h // 2, w // 2)
     variants: dict[str, Callable[[], object]] = {"base": lambda: base(x, text, t)}
@@ -160,7 +185,7 @@ def bench_mask_guidance(size: LayerSize, repeats: int, steps: int = 1) -> dict[s
     transformer.register_forward_hook(after)
     g = torch.Generator().manual_seed(0)
     embeds = [torch.randn(1, size.text_tokens, size.text_dim, generator=g) for _ in range(2)]
-    mask_latents = torch.randn(1, size.frames, 16, *size.latent_hw, generator=g)
+    mask_latents = torch.randn(1, size.frames, size.channels, *size.latent_hw, generator=g)
     scale = pipe.vae_scale_factor_spatial
     calls: dict[float, int] = {}
 
@@ -172,7 +197,7 @@ def bench_mask_guidance(size: LayerSize, repeats: int, steps: int = 1) -> dict[s
             mask_latents=mask_latents,
             height=size.latent_hw[0] * scale,
             width=size.latent_hw[1] * scale,
-            num_frames=CLIP_FRAMES,
+            num_frames=SPEC.clip_frames,
             num_inference_steps=steps,
             guidance_scale=6.0,
             mask_guidance_scale=mask_guidance_scale,
@@ -202,10 +227,10 @@ def child(steps: int, repeats: int, out: str) -> None:
     from mvideo_core.tiny import tiny_pipeline
 
     pipe = tiny_pipeline("5b", seed=0)
-    m = np.zeros((1, int(LONG_SECONDS * FPS) + 1, 64, 96), dtype=bool)
+    m = np.zeros((1, SPEC.total_frames(SPEC.num_clips(LONG_SECONDS)), 64, 96), dtype=bool)
     for i in range(m.shape[1]):
         m[0, i, 16:48, (i % 60) : (i % 60) + 30] = True
-    masks = MaskSet(m, fps=FPS)
+    masks = MaskSet(m, fps=SPEC.fps)
 
     def run(seconds: int, folder: str) -> list[float]:
         """CPU seconds of each clip (and the final join as the last entry); only the figures are kept."""
@@ -224,8 +249,9 @@ def child(steps: int, repeats: int, out: str) -> None:
             t0 = now
         return clips
 
-    run(CLIP_SECONDS, f"{out}/warmup")  # first-call costs (allocator, lazy init) are not part of the figures
-    lengths = (CLIP_SECONDS, LONG_SECONDS)
+    short = int(SPEC.clip_seconds)
+    run(short, f"{out}/warmup")  # first-call costs (allocator, lazy init) are not part of the figures
+    lengths = (short, LONG_SECONDS)
     times: dict[int, list[list[float]]] = {s: [] for s in lengths}
     for r in range(repeats):
         for seconds in lengths:
@@ -247,10 +273,11 @@ def bench_long(steps: int, repeats: int) -> dict[str, float]:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
     times, growth = result["times"], result["growth_mib"]
-    short, long = (timing.Timing(tuple(map(sum, times[str(s)]))) for s in (CLIP_SECONDS, LONG_SECONDS))
+    one_clip = str(int(SPEC.clip_seconds))
+    short, long = (timing.Timing(tuple(map(sum, times[s]))) for s in (one_clip, str(LONG_SECONDS)))
     # per clip: the fastest of the repetitions, so a busy moment in one run does not read as growth
     clips = np.min(np.array(times[str(LONG_SECONDS)])[:, :-1], axis=0)
-    g4, g16 = growth[str(CLIP_SECONDS)], growth[str(LONG_SECONDS)]
+    g4, g16 = growth[one_clip], growth[str(LONG_SECONDS)]
     return {
         **timing.ratio(long, short).figures("tiny_time_16s_over_4s"),
         "tiny_continuation_clip_over_clip0": round(float(clips[1:].mean() / clips[0]), 4),
