@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from harness import MEASURED, assert_clear_error, assert_refused, run_measured
 
-_tally = {"tried": 0, "clean": 0, "failed": []}
+_tally = {"tried": 0, "clean": 0, "failed": [], "loaded": set()}
 
 
 @pytest.fixture
@@ -30,6 +30,18 @@ def clear_error():
 def refused():
     """`assert_refused(error, *names)` for in-process refusals."""
     return assert_refused
+
+
+@pytest.fixture
+def outcome(request):
+    """`outcome("loaded")`: this hostile input is handled by loading it (a thin video, bytes nothing reads), not by
+    a refusal; the summary counts such inputs apart."""
+
+    def record(kind: str) -> None:
+        assert kind == "loaded", kind
+        _tally["loaded"].add(request.node.nodeid)
+
+    return record
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,7 +68,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
         for test, peak in MEASURED:
             terminalreporter.write_line(f"  {peak:7.0f}  {test}")
     if _tally["tried"]:
+        loaded = len(_tally["loaded"] - set(_tally["failed"]))
         terminalreporter.write_line(
-            f"hostile inputs: {_tally['tried']} tried, {_tally['clean']} refused or handled cleanly"
+            f"hostile inputs: {_tally['tried']} tried, {_tally['clean']} handled cleanly "
+            f"({_tally['clean'] - loaded} refused with a clear error, {loaded} loaded correctly)"
             + (f", {len(_tally['failed'])} not" if _tally["failed"] else "")
         )

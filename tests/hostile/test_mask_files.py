@@ -561,7 +561,7 @@ def flip_bytes(data: bytes, seed: int) -> bytes:
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("name", list(FORMATS))
-def test_damaged_bytes_load_as_masks_or_are_refused(tmp_path, good_files, name, seed):
+def test_damaged_bytes_load_as_masks_or_are_refused(tmp_path, good_files, name, seed, outcome):
     """Flipped bytes never surface as a raw error: a MaskError, or (damage in bytes nothing reads) a valid set."""
     path = tmp_path / name
     path.write_bytes(flip_bytes(good_files[name].read_bytes(), seed))
@@ -571,6 +571,7 @@ def test_damaged_bytes_load_as_masks_or_are_refused(tmp_path, good_files, name, 
         assert name in str(err)
         return
     assert loaded.masks.dtype == bool and loaded.masks.ndim == 4 and loaded.num_frames >= 1
+    outcome("loaded")
 
 
 def test_label_video_with_a_damaged_tag_is_refused_not_read_as_one_object(tmp_path, good_files):
@@ -580,7 +581,8 @@ def test_label_video_with_a_damaged_tag_is_refused_not_read_as_one_object(tmp_pa
     refuse(path, "labels.mp4", "tag is damaged")
 
 
-def test_label_video_with_a_name_that_is_not_utf8_loads_with_the_name_replaced(tmp_path, good_files):
+def test_label_video_with_a_name_that_is_not_utf8_loads_with_the_name_replaced(tmp_path, good_files, outcome):
+    outcome("loaded")
     path = tmp_path / "labels.mp4"
     path.write_bytes(good_files["labels.mp4"].read_bytes().replace(b'"names": ["dog"', b'"names": ["\xf2\xa1g"'))
     loaded = load_masks(path)

@@ -98,9 +98,10 @@ for fit in ("crop", "letterbox", "stretch"):
 
 
 @pytest.mark.parametrize("width, height", [(1, 4000), (4000, 2), (1, 360)], ids=["1x4000", "4000x2", "1x360"])
-def test_finding_7_thin_videos_read_at_480x720(tmp_path, width, height):
+def test_finding_7_thin_videos_read_at_480x720(tmp_path, width, height, outcome):
     """`read_video` to 480x720 of a 1x4000 or 4000x2 video raised av ArgumentError 22; a 1x360 crop took 1.4 GB
     (measured here: 13 s and 1402 MB for 8 frames). Each fit, in one child."""
+    outcome("loaded")
     path = h264_video(tmp_path / f"thin{width}x{height}.mp4", width, height, frames=4)
     run = run_measured([sys.executable, "-c", READ_THIN, str(path)])
     assert run.returncode == 0, run
@@ -153,9 +154,10 @@ for width, path in zip((2, 7), sys.argv[1:3]):
 """
 
 
-def test_finding_7_extract_tracks_videos_2_to_7_px_wide(tmp_path):
+def test_finding_7_extract_tracks_videos_2_to_7_px_wide(tmp_path, outcome):
     """A video 2-7 px wide raised cv2.error in the classic tracker's DIS flow (fixed by the extraction helper;
     its unit tests are in tests/test_extraction_classic.py). Both widths in one child."""
+    outcome("loaded")
     paths = [h264_video(tmp_path / f"w{w}.mp4", w, 32, frames=4, noise=False) for w in (2, 7)]
     run = run_measured([sys.executable, "-c", EXTRACT_THIN, *map(str, paths), str(tmp_path / "out")])
     assert run.returncode == 0 and "Traceback" not in run.output, run
