@@ -3,6 +3,7 @@ the limit named) and a peak RSS bound. The figures in the comments are the old b
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -17,6 +18,7 @@ LIBS_MB = 300
 CLI_MB = 500
 
 LOAD_MASKS = """
+import json
 import sys
 from mvideo_core.masks import MaskError, load_masks
 try:
@@ -89,6 +91,7 @@ def test_finding_6_npz_declaring_a_huge_shape_is_refused_before_unpacking(tmp_pa
 
 
 READ_THIN = """
+import json
 import sys
 from mvideo_core.video_io import read_video
 for fit in ("crop", "letterbox", "stretch"):
@@ -145,6 +148,7 @@ def test_finding_7_evaluate_refuses_an_unwritable_out_before_scoring(tmp_path):
 
 
 EXTRACT_THIN = """
+import json
 import sys
 from mvideo_core import extract
 for width, path in zip((2, 7), sys.argv[1:3]):
@@ -166,6 +170,7 @@ def test_finding_7_extract_tracks_videos_2_to_7_px_wide(tmp_path, outcome):
 
 
 STUDIO_IMPORT = """
+import json
 import sys
 from types import SimpleNamespace
 from app.steps.common import StudioError
@@ -185,3 +190,47 @@ def test_finding_1_studio_import_of_the_tiny_coco_json_is_refused(tmp_path):
     run = run_measured([sys.executable, "-c", STUDIO_IMPORT, str(path)])
     assert_clear_error(run, "could not be read as masks", "2.79 GiB", "2 GiB", code=1, max_rss_mb=CLI_MB)
     assert "Masks imported." not in run.stdout
+
+
+GENERATE = """
+import contextlib, io, json, sys
+from mvideo_core import generate
+results = {}
+for case in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = generate.main(["--prompt", "x", "--tiny-random", "--out", sys.argv[2] + case[0], *case[1:]])
+        except SystemExit as exit_:
+            code = exit_.code
+    results[case[0]] = [code, err.getvalue()[-600:]]
+print(json.dumps(results))
+"""
+GENERATE_CASES = {
+    "guidance-inf": (["--guidance", "inf"], "--guidance has to be a finite number"),
+    "guidance-nan": (["--guidance", "nan"], "--guidance has to be a finite number"),
+    "height-0": (["--height", "0"], "--height has to be a positive number"),
+    "seconds-1e9": (["--seconds", "1000000000"], "--max-frames"),
+}
+
+
+@pytest.fixture(scope="module")
+def generate_runs(tmp_path_factory):
+    """Every generation case in one child (one import of torch and diffusers), its peak RSS for them all."""
+    out = tmp_path_factory.mktemp("generate")
+    cases = [[name, *flags] for name, (flags, _) in GENERATE_CASES.items()]
+    run = run_measured([sys.executable, "-c", GENERATE, json.dumps(cases), str(out / "o")])
+    assert run.returncode == 0 and "Traceback" not in run.output, run
+    return json.loads(run.stdout.strip().splitlines()[-1]), run
+
+
+@pytest.mark.parametrize("case", list(GENERATE_CASES))
+def test_findings_1_and_6_generation_numbers_are_refused(generate_runs, case):
+    """--guidance inf exited 0 with an all-black video, --guidance nan exited 0 and refused its own rerun, --height 0
+    became the default, --seconds 1000000000 allocated until the machine killed it (22 GB seen). The checks are the
+    seam helper's; here each is run as a user would, for the exit code, the message and the memory."""
+    results, run = generate_runs
+    code, stderr = results[case]
+    assert code == 2, (case, code, stderr)
+    assert GENERATE_CASES[case][1] in stderr and "Traceback" not in stderr, stderr
+    assert run.peak_rss_mb < 1000, run  # torch + diffusers + a tiny model: 515 MB measured
