@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from mvideo_core.budget import add_budget_arguments, budget_from_args, set_default_budget
+
 
 def _env(name: str) -> str | None:
     """Model flags also read MVIDEO_* environment variables (a Hugging Face Space sets them as variables)."""
@@ -75,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="demo mode: tiny random-weight models on CPU; the whole flow works, generated videos are noise",
     )
+    add_budget_arguments(parser)  # every upload's declared size is checked against these before it loads
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    set_default_budget(budget_from_args(args))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio runs offline; no telemetry calls
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.engines import build_engines

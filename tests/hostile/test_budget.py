@@ -135,3 +135,19 @@ add_budget_arguments(p)
 p.parse_args({argv!r})
 """
     assert_clear_error(run_measured(code), flag, code=2)
+
+
+def test_studio_budget_flags_set_the_default_every_upload_is_checked_against(monkeypatch):
+    import app.cli
+    from mvideo_core.budget import Budget, default_budget, set_default_budget
+
+    seen = {}
+    monkeypatch.setattr("app.engines.build_engines", lambda args: seen.setdefault("budget", default_budget()))
+    monkeypatch.setattr("app.studio.build_studio", lambda engines: (_ for _ in ()).throw(SystemExit(0)))
+    previous = default_budget()
+    try:
+        with pytest.raises(SystemExit):
+            app.cli.main(["--max-memory-gb", "0.5", "--max-frames", "100"])
+        assert seen["budget"] == Budget(max_frames=100, max_bytes=2**29)
+    finally:
+        set_default_budget(previous)

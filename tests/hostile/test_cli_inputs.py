@@ -276,3 +276,12 @@ def test_build_dataset_unwritable_out_is_refused_before_models_load(tmp_path, cl
     code, output = run_cli(build_dataset.main, argv, capsys)
     assert_refused(code, output, "OUT", "not writable", exit_code=2)
     assert "no-such-model" not in output  # refused before the grounder was looked for
+
+
+@pytest.mark.parametrize("flags", [["--max-memory-gb", "nan"], ["--max-frames", "-1"], ["--max-pixels", "axb"]])
+def test_studio_budget_flags_are_refused_by_argparse(capsys, flags):
+    from app.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(flags)
+    assert exit_.value.code == 2 and flags[0] in capsys.readouterr().err
