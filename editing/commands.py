@@ -217,3 +217,24 @@ def summary(recipe: Mapping[str, Any]) -> str:
             parts.append(f"speed x{lay['speed']:g}")
         lines.append(f"- layer {lay['id']} ({_layer_name(lay)}): {', '.join(parts) or 'as extracted'}")
     return "\n".join(lines)
+
+
+# -- drawing (what a click on the preview adds to a drawing in progress) ---------------------------------------------
+def add_path_point(points: list[dict[str, Any]], t: float, x: float, y: float) -> list[dict[str, Any]]:
+    """The drawn path with a point at (`x`, `y`) px at `t` s (replacing one at the same time), sorted by time."""
+    point = {"t": round(float(t), 4), "x": round(float(x), 1), "y": round(float(y), 1)}
+    return sorted([p for p in points if abs(p["t"] - point["t"]) > 1e-6] + [point], key=lambda p: p["t"])
+
+
+def add_box_corner(
+    boxes: list[dict[str, Any]], corner: list[float] | None, t: float, x: float, y: float
+) -> tuple[list[dict[str, Any]], list[float] | None]:
+    """A click while drawing boxes: the first click marks a corner, the second closes the box at `t` s (replacing
+    one at the same time). Returns (boxes, pending corner)."""
+    if corner is None:
+        return boxes, [float(x), float(y)]
+    (x0, x1), (y0, y1) = sorted((corner[0], float(x))), sorted((corner[1], float(y)))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise RecipeError("a box needs two corners at least a pixel apart; click the opposite corner")
+    box = {"t": round(float(t), 4), "box": [round(x0, 1), round(y0, 1), round(x1 + 1, 1), round(y1 + 1, 1)]}
+    return sorted([b for b in boxes if abs(b["t"] - box["t"]) > 1e-6] + [box], key=lambda b: b["t"]), None

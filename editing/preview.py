@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from editing.boxes import interpolate_boxes
+from editing.path import check_points, path_positions
 from editing.transforms import EditError
 from mvideo_core.masks import MaskSet, render_overlay
 
@@ -68,3 +70,50 @@ def preview_frame(
 def preview_video(masks: MaskSet, background: np.ndarray | None = None, **kwargs) -> np.ndarray:
     """uint8 [T, H, W, 3]: every frame of `preview_frame`."""
     return np.stack([preview_frame(masks, i, background, **kwargs) for i in range(masks.num_frames)])
+
+
+def draw_path(
+    frame: np.ndarray,
+    points: list[dict],
+    *,
+    smooth: bool = False,
+    now: float | None = None,
+    color: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """A copy of uint8 [H, W, 3] with a path drawn over it: the curve the anchor follows, each point with its time,
+    and (at `now` seconds) where the anchor is."""
+    out = frame.copy()
+    if not points:
+        return out
+    kt, xy = check_points(points)
+    curve = path_positions(points, np.linspace(kt[0], kt[-1], max(2, 8 * len(kt))), smooth)
+    thick = max(1, round(min(out.shape[:2]) / 240))
+    cv2.polylines(out, [np.round(curve).astype(np.int32)], False, color, thick, cv2.LINE_AA)
+    for t, (x, y) in zip(kt, xy):
+        cv2.circle(out, (round(x), round(y)), 2 * thick + 1, color, -1, cv2.LINE_AA)
+        cv2.putText(out, f"{t:g}s", (round(x) + 4, round(y) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thick, color, 1)
+    if now is not None:
+        x, y = path_positions(points, np.array([now]), smooth)[0]
+        cv2.circle(out, (round(x), round(y)), 3 * thick + 2, (255, 64, 64), thick, cv2.LINE_AA)
+    return out
+
+
+def draw_boxes(
+    frame: np.ndarray, boxes: list[dict], *, corner: tuple[float, float] | None = None, now: float | None = None
+) -> np.ndarray:
+    """A copy of uint8 [H, W, 3] with keyed boxes [{t, box}] outlined (the one at `now` seconds brighter) and a
+    pending first corner marked."""
+    out = frame.copy()
+    thick = max(1, round(min(out.shape[:2]) / 240))
+    for key in boxes:
+        x0, y0, x1, y1 = (round(v) for v in key["box"])
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (160, 160, 160), thick)
+        cv2.putText(
+            out, f"{key['t']:g}s", (x0 + 2, y0 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thick, (200, 200, 200), 1
+        )
+    if boxes and now is not None:
+        x0, y0, x1, y1 = (round(v) for v in interpolate_boxes(boxes, np.array([now]))[0])
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), thick)
+    if corner is not None:
+        cv2.drawMarker(out, (round(corner[0]), round(corner[1])), (255, 255, 255), cv2.MARKER_CROSS, 8 * thick, thick)
+    return out

@@ -3,13 +3,14 @@ or downloaded weights gets it: the shipped toy MVideo (assets/toy) generates, th
 random Grounding DINO saved to a local folder (`--grounding-dino DIR`, the production loader) detects.
 
 One user goes through the whole flow (upload a sample, click an object, propagate, zoom keyframe, uphill terrain,
-generate 8 s, watch two clips arrive one after the other, download the final video) while a second user, at the same
-time, sees none of it and gets clear errors for bad uploads without losing their session. Screenshots of each step
-go to test-artifacts/browser/.
+a path drawn by clicking the preview, generate 8 s, watch two clips arrive one after the other, download the final
+video) while a second user, at the same time, sees none of it and gets clear errors for bad uploads without losing
+their session. Screenshots of each step go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -154,6 +155,17 @@ def _upload(page, path: Path) -> None:
     page.locator("#upload input[type=file]").set_input_files(str(path))
 
 
+def _draw_point(page, frame: int, fx: float, fy: float) -> None:
+    """Scrub the edit preview to `frame` and click it at fractions (fx, fy) of its width and height."""
+    number = page.locator("#edit-frame input[type=number]")
+    number.fill(str(frame))
+    number.press("Enter")
+    image = page.locator("#edit-preview img")
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
 def _expect_error(page, needle: str | re.Pattern, shot: str) -> None:
     """An error toast containing `needle` shows up (screenshot `shot`); close it so the next one is seen alone."""
     toast = page.locator(".toast-body", has_text=needle)
@@ -231,6 +243,17 @@ def test_whole_flow_two_isolated_users_and_bad_uploads(server, browser, sample, 
     _wait_text(page, "#edit-status", "terrain uphill")
     page.locator("#edit-preview img").wait_for()
     _shot(page, "5-edit")
+    # Draw a path over the preview (a click at the first frame, one at the last) and drag the layer along it.
+    _draw_point(page, 0, 0.25, 0.7)
+    _wait_text(page, "#draw-list", "at 0 s")
+    _draw_point(page, 32, 0.75, 0.3)
+    _wait_text(page, "#draw-list", "at 4 s")
+    page.locator("#apply-path").click()
+    _wait_text(page, "#edit-status", "path (2 points")
+    _shot(page, "5b-path")
+    saved = [json.loads(p.read_text()) for p in projects.glob("*/recipe.json")]
+    paths = [op for r in saved for lay in r["layers"] for op in lay["ops"] if op["op"] == "path"]
+    assert len(paths) == 1 and [pt["t"] for pt in paths[0]["points"]] == [0.0, 4.0]
 
     # 4. Generate 8 s with the shipped toy model: two clips arrive one after the other, then the final video and
     # generation.json.

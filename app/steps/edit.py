@@ -15,10 +15,10 @@ from app.engines import Engines
 from app.sessions import Session
 from app.steps.common import StudioError, match_length, require_project, require_video, to_json
 from editing import commands
+from editing.preview import draw_boxes, draw_path, preview_video
 from editing.preview import preview_frame as render_preview_frame
-from editing.preview import preview_video
 from editing.recipe import RecipeError, UndoStack, load, recipe_from_maskset, render, save
-from mvideo_core.masks import MaskSet
+from mvideo_core.masks import MaskSet, color_for_id
 from mvideo_core.video_io import write_clip
 
 Recipe = dict[str, Any]
@@ -166,11 +166,55 @@ def redo(engines: Engines, session: Session) -> Recipe:
 
 
 def edit_preview_frame(engines: Engines, session: Session, frame_idx: Any) -> np.ndarray:
-    """One frame of the edited masks over the source video: uint8 [H, W, 3] (live preview while scrubbing)."""
+    """One frame of the edited masks over the source video, with the layers' paths drawn over it: uint8 [H, W, 3]
+    (live preview while scrubbing)."""
     masks = edited_masks(engines, session)
     idx = min(max(int(frame_idx or 0), 0), masks.num_frames - 1)
     background = match_length(require_video(session), masks.num_frames)
-    return render_preview_frame(masks, idx, background[idx])
+    frame = render_preview_frame(masks, idx, background[idx])
+    for lay in start_edit(engines, session)["layers"]:
+        for op in lay.get("ops", []):
+            if op["op"] == "path":
+                color = color_for_id(int(lay.get("id", 1)))
+                frame = draw_path(
+                    frame, op["points"], smooth=op.get("smooth", False), now=idx / masks.fps, color=color
+                )
+    return frame
+
+
+def drawing_preview(
+    engines: Engines,
+    session: Session,
+    frame_idx: Any,
+    points: list[dict[str, Any]],
+    boxes: list[dict[str, Any]],
+    corner: list[float] | None,
+    smooth: bool = True,
+) -> np.ndarray:
+    """The live preview with the path and boxes being drawn over it."""
+    frame = edit_preview_frame(engines, session, frame_idx)
+    now = int(frame_idx or 0) / edited_masks(engines, session).fps
+    frame = draw_boxes(frame, boxes or [], corner=tuple(corner) if corner else None, now=now)
+    return draw_path(frame, points or [], smooth=bool(smooth), now=now)
+
+
+def click_time(engines: Engines, session: Session, frame_idx: Any) -> float:
+    """Seconds of the preview frame a click was made on (the time of a drawn point or box)."""
+    masks = edited_masks(engines, session)
+    return min(max(int(frame_idx or 0), 0), masks.num_frames - 1) / masks.fps
+
+
+def set_path(
+    engines: Engines, session: Session, layer_id: Any, points: list[dict[str, Any]], smooth: bool, orient: bool
+) -> Recipe:
+    """Drag the layer along the drawn path (its centroid through each point at its time); no points removes it."""
+    return apply_command(engines, session, commands.set_path, layer_id, points or [], bool(smooth), bool(orient))
+
+
+def add_box_layer(engines: Engines, session: Session, boxes: list[dict[str, Any]], shape: str) -> Recipe:
+    """A new layer drawn as the boxes (one or more times), filled with `shape`."""
+    count = sum("boxes" in lay for lay in start_edit(engines, session)["layers"])
+    return apply_command(engines, session, commands.add_box_layer, boxes or [], f"boxes {count + 1}", shape)
 
 
 def edit_preview_video(engines: Engines, session: Session) -> str:

@@ -15,6 +15,7 @@ from app.steps import layers
 from app.steps.common import to_json
 from app.steps.video import list_samples
 from app.tabs.common import StudioContext, Updates, user_errors
+from app.tabs.draw import DrawControls, build_draw_controls, wire_draw_controls
 from editing.ops import ANCHOR, KEYFRAME_PARAMS, OPS
 
 START_HINT = "Press **Start editing** once your masks are ready."
@@ -61,6 +62,7 @@ class EditTab:
     recipe_download: gr.Button
     recipe_file: gr.File
     recipe_upload: gr.File
+    draw: DrawControls
 
     def outputs(self) -> list[Component]:
         """What `view` sets."""
@@ -90,7 +92,8 @@ class EditTab:
             self.recipe_json: to_json(recipe),
             self.status: f"{len(recipe['layers'])} layer(s), {step.recipe_duration(recipe):.2f} s; "
             f"undo: {'yes' if undo.can_undo else 'no'}, redo: {'yes' if undo.can_redo else 'no'}\n\n"
-            + step.recipe_summary(recipe),
+            + step.recipe_summary(recipe)
+            + "".join(f"\n\n**Warning:** {w}" for w in masks.meta.get("warnings", [])),
         }
 
 
@@ -135,6 +138,7 @@ def build_edit_tab(ctx: StudioContext) -> EditTab:
                     c["rise"] = gr.Slider(-1, 1, value=0.25, step=TERRAIN["rise"].step, label=TERRAIN["rise"].label)
                     c["tilt"] = gr.Slider(0, 1, value=0.0, step=TERRAIN["tilt"].step, label=TERRAIN["tilt"].label)
                 c["apply_terrain"] = gr.Button("Apply terrain", elem_id="apply-terrain")
+            c["draw"] = build_draw_controls()
             with gr.Accordion("Time", open=False):
                 with gr.Row():
                     c["offset"] = gr.Number(label="Starts at (s)", value=0.0)
@@ -239,3 +243,4 @@ def wire_edit_tab(ctx: StudioContext, tab: EditTab) -> None:
         return {tab.recipe_file: step.recipe_file(engines, ctx.session(request))}
 
     tab.recipe_download.click(on_download, None, [tab.recipe_file])
+    wire_draw_controls(ctx, tab)
