@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--share", action="store_true", help="create a public Gradio share link")
     net.add_argument(
         "--concurrency", type=int, default=1, help="jobs run at once per heavy step (default 1: one GPU worker)"
+    )
+    net.add_argument(
+        "--session-timeout",
+        type=float,
+        default=60.0,
+        help="minutes a browser session may stay idle before its memory is freed (its projects stay on disk; "
+        "default 60)",
     )
     net.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload in MB (default 200)")
     net.add_argument(
@@ -81,8 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad numbers before anything loads, naming the flag."""
+    for flag, value in (
+        ("--concurrency", args.concurrency),
+        ("--session-timeout", args.session_timeout),
+        ("--max-upload-mb", args.max_upload_mb),
+        ("--max-seconds", args.max_seconds),
+    ):
+        if not math.isfinite(value) or value <= 0:
+            parser.error(f"{flag} must be a positive number, got {value}")
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be in 1..65535, got {args.port}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     set_default_budget(budget_from_args(args))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio runs offline; no telemetry calls
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -91,4 +115,5 @@ def main(argv: list[str] | None = None) -> None:
 
     engines = build_engines(args)
     demo = build_studio(engines)
+    demo.store.start_reaper(interval=min(60.0, engines.settings.session_timeout / 4))
     demo.queue(default_concurrency_limit=max(1, args.concurrency)).launch(**launch_kwargs(engines))

@@ -29,6 +29,7 @@ class StudioSettings:
     max_upload_mb: float = 200.0
     max_seconds: float = 60.0
     concurrency: int = 1
+    session_timeout: float = 3600.0  # seconds a session may stay idle before its memory is freed
     tiny_random: bool = False
     work_size: tuple[int, int] = (480, 720)  # masks are extracted and edited at this size
     model_size: tuple[int, int] = (480, 720)  # the generator's frame size
@@ -37,6 +38,11 @@ class StudioSettings:
     default_steps: int = 50
     default_guidance: float = 6.0
     device: str = "cpu"
+
+    @property
+    def shared(self) -> bool:
+        """Served beyond this machine (a LAN address, --share, a Space): projects then open only with their key."""
+        return self.share or self.host not in ("127.0.0.1", "localhost", "::1")
 
 
 class Generator(Protocol):
@@ -89,6 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> StudioSettings:
         max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds,
         concurrency=max(1, args.concurrency),
+        session_timeout=60.0 * getattr(args, "session_timeout", 60.0),
         tiny_random=args.tiny_random,
         device=_default_device(args.device),
     )
@@ -203,7 +210,7 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
 def _toy_pipeline(settings: StudioSettings) -> Any | None:
     """The toy MVideo shipped in assets/toy (CPU-trained, 64x96), when present; it sets the model size it knows."""
     try:
-        from mvideo_core.toy import load_toy_pipeline
+        from mvideo_core.toy import load_toy_pipeline, toy_weights_dir
         from mvideo_core.weights import WeightsError
     except ImportError:
         return None
@@ -212,6 +219,10 @@ def _toy_pipeline(settings: StudioSettings) -> Any | None:
     except (WeightsError, OSError) as err:
         logger.info("no toy model: %s", err)
         return None
+    # The weights' metadata names the folder they were trained on (runs/toy-v6/..., not in the repository); the
+    # generation records name the shipped base model the studio loaded.
+    meta = pipe.mvideo_metadata
+    meta["trained_on"], meta["base_model"] = meta.get("base_model"), str((toy_weights_dir() / "base_model").resolve())
     try:
         from mvideo_core.toy.config import ToyConfig
 

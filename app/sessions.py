@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -48,8 +49,15 @@ class Session:
     undo: UndoStack | None = None  # the edit history of recipes
     edited: MaskSet | None = None  # the last rendered MaskSet
     edited_key: str | None = None  # recipe JSON that `edited` was rendered from
+    length_chosen: bool = False  # the user set the video's length (else it follows the motion)
     cancel: threading.Event = field(default_factory=threading.Event)
     last_seen: float = field(default_factory=time.monotonic)
+
+    def adopt(self, other: Session) -> None:
+        """Take over another session's work (a reopened project built aside, so a failure leaves this one as it was)."""
+        for name in ("project", "frames", "fps", "source_path", "video_info", "tracker_state", "masks", "object_names",
+                     "points", "candidates", "extra_sources", "undo", "edited", "edited_key", "length_chosen"):  # fmt: skip
+            setattr(self, name, getattr(other, name))
 
     def reset_video(self) -> None:
         """Forget everything derived from the previous source video."""
@@ -66,22 +74,27 @@ class Session:
 
 
 class SessionStore:
-    """Thread-safe map session id -> `Session`; `free` drops a session's arrays and models at once."""
+    """Thread-safe map session id -> `Session`. A session is freed when its browser tab closes (`free`) or after
+    `idle_timeout` seconds without a request (`expire`, also run on each `get`): clients that never send a heartbeat
+    or an unload (plain HTTP, API callers) cannot hold memory for ever. Projects stay on disk either way."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self.idle_timeout = idle_timeout
+        self._clock = clock
 
     def get(self, session_id: str) -> Session:
         """The session for this id, created on first use."""
         if not session_id:
             raise ValueError("no session id: the request did not come from a browser session")
+        self.expire()
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 session = Session(session_id)
                 self._sessions[session_id] = session
-            session.last_seen = time.monotonic()
+            session.last_seen = self._clock()
             return session
 
     def free(self, session_id: str) -> bool:
@@ -92,6 +105,27 @@ class SessionStore:
             return False
         session.cancel.set()
         return True
+
+    def expire(self) -> list[str]:
+        """Free every session idle for longer than `idle_timeout`; returns their ids."""
+        if not self.idle_timeout:
+            return []
+        now = self._clock()
+        with self._lock:
+            idle = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_timeout]
+        return [sid for sid in idle if self.free(sid)]
+
+    def start_reaper(self, interval: float = 60.0) -> threading.Thread:
+        """A daemon thread that calls `expire` every `interval` seconds (sessions expire with no traffic too)."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                self.expire()
+
+        thread = threading.Thread(target=loop, name="session-reaper", daemon=True)
+        thread.start()
+        return thread
 
     def __contains__(self, session_id: str) -> bool:
         with self._lock:

@@ -34,6 +34,11 @@ def _frames(num_frames: int = T, size: tuple[int, int] = (H, W)) -> np.ndarray:
 
 @pytest.fixture
 def engines(tmp_path) -> Engines:
+    return make_engines(tmp_path)
+
+
+def make_engines(tmp_path: Path) -> Engines:
+    """Tiny-random settings at the test size with the classic tracker; no generator."""
     args = build_parser().parse_args(["--tiny-random", "--projects-dir", str(tmp_path / "projects")])
     settings = settings_from_args(args)
     settings.work_size = (H, W)
@@ -331,8 +336,8 @@ def test_reopen_after_restart_brings_back_source_and_recipe(engines, tracked):
     recipe = edit_step.add_keyframe(engines, tracked, "1", 1.0, 1.2)
     project_id = tracked.project.project_id
     fresh = SessionStore().get("after-restart")  # a new server process: nothing in memory
-    info = project_step.reopen_project(engines, fresh, project_id)
-    assert "Used:" in info
+    reopened = project_step.reopen_project(engines, fresh, project_id)
+    assert "Used:" in reopened.info and reopened.notes == []
     np.testing.assert_array_equal(fresh.frames, tracked.frames)
     np.testing.assert_array_equal(fresh.masks.masks, tracked.masks.masks)
     assert edit_step.start_edit(engines, fresh) == recipe  # the edit is back, ready to undo/redo further

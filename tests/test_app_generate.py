@@ -109,7 +109,7 @@ def test_generate_streams_each_clip_then_the_final_video_and_record(tracked):
     assert [Path(u.clip).name for u in clip_updates] == ["clip_000.mp4", "clip_001.mp4"]
     assert [len(u.clips) for u in clip_updates] == [1, 2]
     final = updates[-1]
-    assert final.final and final.record and "Done: 2 clip(s), 65 frames" in final.status
+    assert final.final and final.record and "Done: 2 clips, 65 frames" in final.status
     assert all(session.project.contains(p) for p in (*final.clips, final.final, final.record))
     record = json.loads(Path(final.record).read_text())
     assert record["settings"]["prompt"] == "a red square" and record["settings"]["seed"] == 3
@@ -137,7 +137,7 @@ def test_stop_keeps_finished_clips_and_the_same_settings_resume(tracked):
     for update in stream:
         if update.clip:
             session.cancel.set()  # Stop pressed while clip 2 is being made
-    assert "Stopped after 1 finished clip(s)" in update.status
+    assert "Stopped after 1 finished clip;" in update.status
     resumed = list(generate_step.generate(engines, session, form))
     assert "resumed from disk" in resumed[1].status and resumed[-1].final
 
@@ -241,6 +241,43 @@ def test_the_studio_builds_with_no_weights_and_frees_sessions_on_unload(tmp_path
     assert "abc" in demo.store
 
 
+def test_every_handler_that_runs_a_model_goes_through_spaces_gpu(tmp_path, monkeypatch):
+    """On ZeroGPU a model may only run inside `spaces.GPU`: detect, click, keep, propagate, generate and reopen (which
+    re-segments the saved prompts) are wrapped when `spaces` imports."""
+    import sys
+    import types
+
+    from app.studio import build_studio
+
+    wrapped: list[tuple[str, int | None]] = []
+
+    def gpu(fn=None, duration=None):
+        def wrap(f):
+            wrapped.append((f.__name__, duration))
+            return f
+
+        return wrap if fn is None else wrap(fn)
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu", "--no-toy"])
+    build_studio(build_engines(args))
+    names = {name for name, _ in wrapped}
+    assert {"on_detect", "on_click", "on_point", "on_keep", "on_propagate", "reopen_project"} <= names
+    assert ("generate_clips", 600) in wrapped
+
+
+def test_the_page_sweeps_gradios_cache_and_bad_server_flags_are_refused(tmp_path, capsys):
+    from app.cli import main
+    from app.studio import CACHE_SWEEP, build_studio
+
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu", "--no-toy"])
+    assert build_studio(build_engines(args)).delete_cache == CACHE_SWEEP
+    for flag, value in (("--concurrency", "0"), ("--session-timeout", "-1"), ("--max-seconds", "nan")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([flag, value, "--projects-dir", str(tmp_path)])
+        assert exit_info.value.code == 2 and f"{flag} must be a positive number" in capsys.readouterr().err
+
+
 def test_a_layer_from_another_projects_masks(tracked, tmp_path):
     engines, session = tracked
     other = SessionStore().get("other-video")
@@ -273,6 +310,17 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
     assert status.startswith("Toy MVideo") and "--base-model" in status and "--mvideo-weights" in status
     args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--no-toy", "--device", "cpu"])
     assert build_generator(args, settings_from_args(args))[0] is None
+
+
+def test_the_shipped_toy_records_the_base_model_folder_it_was_loaded_from(tmp_path):
+    """generation.json named runs/toy-v6/base_model (where the toy was trained, absent from the repository)."""
+    from app.engines import _toy_pipeline
+
+    args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
+    pipe = _toy_pipeline(settings_from_args(args))
+    base = Path(pipe.mvideo_metadata["base_model"])
+    assert (base / "model_index.json").is_file() and base.parent.name == "toy"
+    assert pipe.mvideo_metadata["trained_on"] == "runs/toy-v6/base_model"
 
 
 def test_detect_offers_at_most_ten_candidates_best_first(tracked):

@@ -72,3 +72,8 @@ def safe_name(name: str) -> str:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True)
+
+
+def plural(count: int, word: str) -> str:
+    """`1 clip`, `2 clips`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -42,9 +42,9 @@ def start_edit(engines: Engines, session: Session, reset: bool = False) -> Recip
     if session.masks is None or session.masks.num_objects == 0:
         raise StudioError("no masks to edit yet: extract them in step 2 (Propagate) or import a mask file")
     recipe = recipe_from_maskset(MAIN_SOURCE, session.masks)
-    if session.undo is None or reset:
+    if session.undo is None:
         session.undo = UndoStack(recipe)
-    else:
+    else:  # starting over is one more step: Undo brings the previous edit back
         session.undo.push(recipe)
     autosave_recipe(session)
     return session.undo.current
@@ -58,8 +58,9 @@ def history(session: Session) -> UndoStack:
 
 
 def autosave_recipe(session: Session) -> None:
+    """Write the current recipe and its undo/redo history to the project."""
     if session.project is not None and session.undo is not None and session.undo.current is not None:
-        session.project.save_recipe(session.undo.current)
+        session.project.save_recipe(session.undo.current, session.undo.to_dict())
 
 
 def push(session: Session, recipe: Recipe) -> Recipe:

@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from app.engines import Engines
+from app.engines import Engines, Generator
+from app.jobs import GenerationUpdate
 from app.projects import Project
 from app.sessions import Session
-from app.steps.common import StudioError, ensure_project, to_json
+from app.steps.common import StudioError, ensure_project, plural, to_json
 from app.steps.edit import edited_masks
 from mvideo_core.long_video import ClipResult, generate_long_video, num_clips_for
 from mvideo_core.masks import MaskSet
 from mvideo_core.video_io import resize_masks
-
-
-@dataclass
-class GenerationUpdate:
-    """One step of a streamed generation: a newly finished clip, all clips so far, and at the end the outputs."""
-
-    status: str
-    clip: str | None = None
-    clips: tuple[str, ...] = ()
-    final: str | None = None
-    record: str | None = None
 
 
 @dataclass
@@ -42,6 +34,54 @@ class GenerationRequest:
     seed: int
     start_image: np.ndarray | None = None
     mask_guidance: float = 1.0  # the pipeline's push towards the masks; 1 = off
+    mask_policy: str = "hold"  # masks shorter than the video: see MASK_POLICIES
+
+    def settings(self) -> dict[str, Any]:
+        """The form as project.json records it (the start image is not kept)."""
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "seconds": self.seconds,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "seed": self.seed,
+            "mask_guidance": self.mask_guidance,
+            "mask_policy": self.mask_policy,
+        }
+
+
+SETTING_NAMES = (
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "guidance",
+    "mask_guidance",
+    "seed",
+)  # widgets restored as saved
+MASK_POLICIES = {
+    "hold": "hold the last frame",
+    "loop": "loop the motion",
+    "stop": "stop at the motion's end",
+}
+
+
+@dataclass
+class MotionLength:
+    """How long the motion condition is against the clips the model makes."""
+
+    seconds: float  # the motion's length
+    clips: int  # whole clips that hold it (rounded up): the default length
+    whole_clips: int  # whole clips it fills completely (what "stop" generates)
+    clip_seconds: float
+
+    @property
+    def default_seconds(self) -> int:
+        return int(round(self.clips * self.clip_seconds))
+
+    @property
+    def fits(self) -> bool:
+        """The motion is a whole number of clips: no choice to make."""
+        return self.clips == self.whole_clips
 
 
 def generation_explanation(engines: Engines) -> str:
@@ -64,6 +104,7 @@ def check_generation(
     seed: float | None = 0,
     start_image: np.ndarray | None = None,
     mask_guidance: float | None = None,
+    mask_policy: str | None = None,
 ) -> GenerationRequest:
     """Validate the form with messages that say which field is wrong; also explains a missing generator."""
     s = engines.settings
@@ -101,13 +142,16 @@ def check_generation(
         raise StudioError(
             f"mask guidance must be in 1..10 (1 = off, 2 pushes the video towards the masks), got {mask_guidance!r}"
         )
+    mask_policy = mask_policy or "hold"
+    if mask_policy not in MASK_POLICIES:
+        raise StudioError(f"when the motion is shorter, choose one of {', '.join(MASK_POLICIES)}; got {mask_policy!r}")
     if start_image is not None:
         start_image = np.asarray(start_image)
         if start_image.ndim != 3 or start_image.shape[-1] not in (3, 4) or start_image.dtype != np.uint8:
             raise StudioError(f"the start image must be an RGB picture, got an array of shape {start_image.shape}")
         start_image = start_image[..., :3]
     return GenerationRequest(prompt, (negative_prompt or "").strip(), int(round(seconds_f)), int(steps), guidance,
-                             seed_i, start_image, mask_guidance_f)  # fmt: skip
+                             seed_i, start_image, mask_guidance_f, mask_policy)  # fmt: skip
 
 
 def condition_masks(engines: Engines, session: Session) -> MaskSet | None:
@@ -117,12 +161,24 @@ def condition_masks(engines: Engines, session: Session) -> MaskSet | None:
     return session.masks
 
 
-def model_masks(engines: Engines, masks: MaskSet, num_frames: int) -> np.ndarray:
-    """The union of `masks` at the model's size, looped or cut to `num_frames`: bool [F, H, W]."""
+def motion_length(engines: Engines, masks: MaskSet) -> MotionLength:
+    """The motion's length against the model's clips (clips share their boundary frame)."""
+    s = engines.settings
+    clip_frames = int(round(s.clip_seconds * s.model_fps))  # frames each clip adds
+    frames = max(1, round((masks.num_frames - 1) * s.model_fps / masks.fps))  # intervals at the model's fps
+    clips = max(1, math.ceil(frames / clip_frames - 1e-6))
+    return MotionLength(frames / s.model_fps, clips, frames // clip_frames, s.clip_seconds)
+
+
+def model_masks(engines: Engines, masks: MaskSet, num_frames: int, policy: str = "loop") -> np.ndarray:
+    """The union of `masks` at the model's size made `num_frames` long: bool [F, H, W]. Shorter masks loop or hold
+    their last frame (`policy`; "stop" cuts the video to the motion, so its masks are never short)."""
     union = masks.union()  # bool [T, H, W]
     if tuple(union.shape[1:]) != tuple(engines.settings.model_size):
         union = resize_masks(union, engines.settings.model_size, fit="crop")
-    return union[np.arange(num_frames) % len(union)]
+    index = np.arange(num_frames)
+    index = index % len(union) if policy == "loop" else np.minimum(index, len(union) - 1)
+    return union[index]
 
 
 def generation_dir(project: Project, form: GenerationRequest, masks: np.ndarray | None) -> Path:
@@ -136,25 +192,75 @@ def generation_dir(project: Project, form: GenerationRequest, masks: np.ndarray 
     return project.root / "generations" / h.hexdigest()[:12]
 
 
-def generate(engines: Engines, session: Session, form: GenerationRequest) -> Iterator[GenerationUpdate]:
-    """Stream a generation: one update per finished clip (its mp4 already on disk), then the final outputs."""
+@dataclass
+class GenerationPlan:
+    """A checked generation ready to run without the page: where it writes and what conditions it."""
+
+    project: Project
+    form: GenerationRequest
+    seconds: int
+    masks: np.ndarray | None  # bool [F, H, W] at the model's size, or None (text only)
+    out_dir: Path
+
+
+def plan_generation(engines: Engines, session: Session, form: GenerationRequest) -> GenerationPlan:
+    """Resolve the length (a "stop" policy ends the video with the motion), the masks and the output folder, and
+    record the settings in the project (reopening shows them)."""
     project = ensure_project(engines, session)
     masks = condition_masks(engines, session)
-    num_clips = num_clips_for(form.seconds)
-    union = None if masks is None else model_masks(engines, masks, 32 * num_clips + 1)
+    seconds = form.seconds
+    if masks is not None and form.mask_policy == "stop":
+        length = motion_length(engines, masks)
+        if length.whole_clips < 1:
+            raise StudioError(
+                f"the motion lasts {length.seconds:.1f} s, less than one {length.clip_seconds:g} s clip, so "
+                "'stop at the motion's end' leaves nothing to make; choose hold or loop"
+            )
+        seconds = min(seconds, int(round(length.whole_clips * length.clip_seconds)))
+    num_clips = num_clips_for(seconds)
+    union = None if masks is None else model_masks(engines, masks, 32 * num_clips + 1, form.mask_policy)
     out_dir = generation_dir(project, form, union)
+    project.update_meta(generation=form.settings())
+    return GenerationPlan(project, form, seconds, union, out_dir)
+
+
+def run_generation(
+    engines: Engines,
+    generator: Generator,
+    plan: GenerationPlan,
+    is_cancelled: Callable[[], bool],
+    on_step: Callable[[GenerationUpdate], None] | None = None,
+) -> Iterator[GenerationUpdate]:
+    """Stream a planned generation: one update per finished clip (its mp4 already on disk), then the outputs.
+
+    Needs no session (it runs as a job of the project); each yielded update is also recorded in project.json.
+    `on_step` gets a status line after each denoising step."""
+    project, form, union = plan.project, plan.form, plan.masks
+    num_clips = num_clips_for(plan.seconds)
     h, w = engines.settings.model_size
     what = "following your masks" if union is not None else "from text only (no masks yet)"
     noise = " (tiny random model: NOISE)" if engines.settings.tiny_random else ""
-    yield GenerationUpdate(f"Generating {num_clips} clip(s) {what}{noise}…")
-    session.cancel.clear()
+    run = str(plan.out_dir.relative_to(project.root))
     clips: list[str] = []
+
+    def step_done(step: int) -> None:
+        if on_step is not None:
+            status = f"Clip {len(clips) + 1} of {num_clips}: denoising step {min(step, form.steps)} of {form.steps}"
+            on_step(GenerationUpdate(status + noise, clips=tuple(clips)))
+
+    steps = _StepCount(is_cancelled, step_done)
+
+    def record(update: GenerationUpdate) -> GenerationUpdate:
+        project.update_meta(last_generation={"dir": run, "status": update.status, "state": update.state})
+        return update
+
+    yield record(GenerationUpdate(f"Generating {plural(num_clips, 'clip')} {what}{noise}…"))
     try:
         stream = generate_long_video(
-            engines.generator,
+            generator,
             form.prompt,
-            out_dir=out_dir,
-            seconds=form.seconds,
+            out_dir=plan.out_dir,
+            seconds=plan.seconds,
             masks=union,
             mask_fps=engines.settings.model_fps,
             negative_prompt=form.negative_prompt or None,
@@ -165,30 +271,65 @@ def generate(engines: Engines, session: Session, form: GenerationRequest) -> Ite
             height=h,
             width=w,
             start_image=form.start_image,
-            cancel=session.cancel,
+            cancel=steps,
+            progress=False,
         )
         for item in stream:
             if isinstance(item, ClipResult):
                 clips.append(str(item.path))
+                steps.calls = 0
                 resumed = " (resumed from disk)" if item.resumed else ""
-                yield GenerationUpdate(
-                    f"Clip {item.index + 1} of {item.num_clips} finished{resumed}{noise}",
-                    clip=str(item.path),
-                    clips=tuple(clips),
+                yield record(
+                    GenerationUpdate(
+                        f"Clip {item.index + 1} of {item.num_clips} finished{resumed}{noise}",
+                        clip=str(item.path),
+                        clips=tuple(clips),
+                    )
                 )
             else:
-                project.update_meta(last_generation=str(out_dir.relative_to(project.root)))
-                yield GenerationUpdate(
-                    f"Done: {len(clips)} clip(s), {item.num_frames} frames at {item.fps:g} fps{noise}. "
-                    f"Saved in project {project.project_id}.",
-                    clips=tuple(clips),
-                    final=str(item.path),
-                    record=str(item.generation_json),
+                project.update_meta(last_generation_dir=run)
+                yield record(
+                    GenerationUpdate(
+                        f"Done: {plural(len(clips), 'clip')}, {item.num_frames} frames at {item.fps:g} fps{noise}. "
+                        f"Saved in project {project.project_id}.",
+                        clips=tuple(clips),
+                        final=str(item.path),
+                        record=str(item.generation_json),
+                        state="done",
+                    )
                 )
                 return
     except ValueError as err:
         raise StudioError(f"generation failed: {err}") from err
-    yield GenerationUpdate(
-        f"Stopped after {len(clips)} finished clip(s); they are kept, and Generate with the same settings resumes.",
-        clips=tuple(clips),
+    yield record(
+        GenerationUpdate(
+            f"Stopped after {plural(len(clips), 'finished clip')}; they are kept, and Generate with the same "
+            "settings resumes.",
+            clips=tuple(clips),
+            state="stopped",
+        )
     )
+
+
+def generate(engines: Engines, session: Session, form: GenerationRequest) -> Iterator[GenerationUpdate]:
+    """Plan and run a generation in the calling thread with the engines' generator (the page runs it as a job)."""
+    if engines.generator is None:
+        raise StudioError(generation_explanation(engines))
+    session.cancel.clear()
+    yield from run_generation(
+        engines, engines.generator, plan_generation(engines, session, form), session.cancel.is_set
+    )
+
+
+class _StepCount:
+    """The cancel check `generate_long_video` makes before a clip and after each denoising step; counting its calls
+    since the last finished clip gives the step for a progress line."""
+
+    def __init__(self, is_cancelled: Callable[[], bool], report: Callable[[int], None]) -> None:
+        self.is_cancelled, self.report, self.calls = is_cancelled, report, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls > 1:
+            self.report(self.calls - 1)
+        return self.is_cancelled()

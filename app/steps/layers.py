@@ -12,7 +12,7 @@ from app.steps.edit import MAIN_SOURCE, Recipe, edit_sources, push, start_edit
 from app.steps.mask_files import fit_masks, read_mask_file
 from editing import commands
 from mvideo_core import samples
-from mvideo_core.masks import MaskSet, save_masks
+from mvideo_core.masks import MaskSet
 
 
 def add_layer_from_masks(engines: Engines, session: Session, masks: MaskSet, name: str) -> Recipe:
@@ -64,4 +64,4 @@ def save_extra_source(session: Session, source: str, masks: MaskSet) -> None:
     """Autosave a layer's source masks as `outputs/layer_<source>.npz` (reopened with the project)."""
     if session.project is None:
         return
-    save_masks(masks, session.project.output_path(f"layer_{source}.npz"), format="npz")
+    session.project.save_layer(source, masks)

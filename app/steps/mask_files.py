@@ -9,7 +9,7 @@ import numpy as np
 from app.engines import Engines
 from app.sessions import Session
 from app.steps.common import StudioError, ensure_project, require_video
-from app.steps.masks import overlay_video, store_masks
+from app.steps.masks import overlay_video, save_objects, store_masks
 from mvideo_core.masks import MaskError, MaskSet, load_masks, save_masks
 from mvideo_core.video_io import resample_fps, resize_masks
 
@@ -64,4 +64,5 @@ def import_masks(engines: Engines, session: Session, path: str | Path | None) ->
     session.points = {}
     session.object_names = dict(zip(masks.ids, masks.names))
     store_masks(session, masks)
+    save_objects(session)
     return overlay_video(session)

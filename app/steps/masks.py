@@ -11,9 +11,10 @@ import numpy as np
 
 from app.engines import Engines
 from app.sessions import Candidate, Session
-from app.steps.common import StudioError, frame_index, match_length, require_tracker, require_video
+from app.steps.common import StudioError, frame_index, match_length, plural, require_tracker, require_video
 from editing.preview import preview_video
-from mvideo_core.extraction import ExtractionCancelled
+from mvideo_core.extraction import ExtractionCancelled, Tracker, TrackerSession
+from mvideo_core.extraction.base import Prompt
 from mvideo_core.masks import MaskSet, color_for_id, render_overlay
 from mvideo_core.video_io import write_clip
 
@@ -75,6 +76,7 @@ def add_candidates(engines: Engines, session: Session, chosen: list[str]) -> np.
         idx = cand["frame"]
         tracker.add_prompt(state, obj_id, idx, box=cand["box"], name=cand["label"])
         session.object_names[obj_id] = cand["label"]
+    save_objects(session)
     return preview_frame(engines, session, idx)
 
 
@@ -111,6 +113,7 @@ def click(
             session.object_names.pop(obj_id, None)
         raise StudioError(str(err)) from err
     session.points.setdefault(obj_id, []).append((idx, float(x), float(y), 1 if positive else 0))
+    save_objects(session)
     return preview_frame(engines, session, idx), obj_id
 
 
@@ -166,9 +169,23 @@ def propagate(engines: Engines, session: Session, progress: Callable[[int, int, 
     except ExtractionCancelled as err:
         if err.partial is not None:
             store_masks(session, err.partial)
+        save_objects(session)
         raise StudioError(f"stopped: {err}") from err
     store_masks(session, masks)
+    save_objects(session)
     return overlay_video(session)
+
+
+def propagated_status(engines: Engines, session: Session) -> str:
+    """One line after propagation: how many objects over how many frames, with which tracker."""
+    masks = session.masks
+    if masks is None:
+        return "No masks: add an object first."
+    tracker = getattr(engines.tracker, "name", None) or "mask"
+    return (
+        f"Propagated {plural(masks.num_objects, 'object')} over {masks.num_frames} frames with the {tracker} "
+        "tracker; masks autosaved."
+    )
 
 
 def store_masks(session: Session, masks: MaskSet) -> None:
@@ -182,20 +199,111 @@ def store_masks(session: Session, masks: MaskSet) -> None:
 
 
 def autosave_masks(session: Session) -> None:
-    """Write the masks to the project; a failed autosave is logged and never loses the in-memory masks."""
-    if session.project is None or session.masks is None:
+    """Write the masks to the project (none left: the file goes); a failed write is logged, the masks are kept."""
+    if session.project is None:
         return
     try:
-        session.project.save_masks(session.masks)
-    except (ImportError, OSError, ValueError) as err:
+        if session.masks is None or session.masks.num_objects == 0:
+            session.project.delete_masks()
+        else:
+            session.project.save_masks(session.masks)
+    except (OSError, ValueError) as err:
         logger.warning("autosave of masks failed: %s", err)
 
 
-def overlay_video(session: Session, masks: MaskSet | None = None, name: str = "masks_overlay.mp4") -> str:
-    """Overlay preview video of the masks on the source, inside the project folder."""
+def save_objects(session: Session) -> None:
+    """Record every tracked object (name, prompts per frame, frames done) in project.json, so refinement resumes."""
+    if session.project is None:
+        return
+    state = session.tracker_state
+    objects = {}
+    if state is not None:
+        for obj_id, obj in sorted(state.objects.items()):
+            objects[str(obj_id)] = {
+                "name": session.object_names.get(obj_id, obj.name),
+                "prompts": {str(f): _prompt_dict(p) for f, p in sorted(obj.prompts.items())},
+                "done": _runs(obj.done),
+            }
+    try:
+        session.project.update_meta(objects=objects)
+    except (OSError, ValueError) as err:
+        logger.warning("autosave of the objects failed: %s", err)
+
+
+def restore_objects(tracker: Tracker, state: TrackerSession, objects: dict, masks: MaskSet | None) -> list[str]:
+    """Rebuild the tracked objects saved by `save_objects`: their prompts, and their masks from the saved masks.
+
+    Objects come back as propagated (nothing pending), so a new click re-propagates only around itself. Returns
+    notes on what could not come back."""
+    notes = []
+    for key, spec in sorted(objects.items(), key=lambda kv: int(kv[0])):
+        obj_id = int(key)
+        try:
+            for frame, p in sorted(spec["prompts"].items(), key=lambda kv: int(kv[0])):
+                tracker.add_prompt(state, obj_id, int(frame), box=p.get("box"), points=p.get("points"),
+                                   labels=p.get("labels"), name=spec["name"])  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            notes.append(f"object {obj_id}'s prompts could not be restored ({err})")
+            if obj_id in state.objects:
+                tracker.remove_object(state, obj_id)
+            continue
+        obj = state.objects[obj_id]
+        if masks is not None and obj_id in masks.ids and masks.num_frames == state.num_frames:
+            k = masks.ids.index(obj_id)
+            for t in range(state.num_frames):
+                obj.masks[t] = masks.masks[k, t]
+            obj.done[:] = _from_runs(spec.get("done", []), state.num_frames)
+            obj.pending.clear()
+    return notes
+
+
+def points_from_prompts(state: TrackerSession) -> dict[int, list[tuple[int, float, float, int]]]:
+    """The clicks to draw, from the tracker's prompts: id -> [(frame, x, y, 1 = include / 0 = exclude)]."""
+    points: dict[int, list[tuple[int, float, float, int]]] = {}
+    for obj_id, obj in state.objects.items():
+        for f, p in sorted(obj.prompts.items()):
+            if p.points is not None and p.labels is not None:
+                for (x, y), lab in zip(p.points.tolist(), p.labels.tolist()):
+                    points.setdefault(obj_id, []).append((f, float(x), float(y), int(lab)))
+    return points
+
+
+def _prompt_dict(prompt: Prompt) -> dict[str, list]:
+    out = {}
+    if prompt.box is not None:
+        out["box"] = [float(v) for v in np.asarray(prompt.box).ravel()]
+    if prompt.points is not None and prompt.labels is not None:
+        out["points"] = np.asarray(prompt.points, float).tolist()
+        out["labels"] = [int(v) for v in np.asarray(prompt.labels).ravel()]
+    return out
+
+
+def _runs(flags: np.ndarray) -> list[list[int]]:
+    """bool [T] -> [[start, stop), ...] runs of True."""
+    padded = np.concatenate([[False], np.asarray(flags, bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _from_runs(runs: list, num_frames: int) -> np.ndarray:
+    flags = np.zeros(num_frames, bool)
+    for start, stop in runs:
+        flags[max(0, int(start)) : min(num_frames, int(stop))] = True
+    return flags
+
+
+def overlay_video(
+    session: Session, masks: MaskSet | None = None, name: str = "masks_overlay.mp4", reuse: bool = False
+) -> str:
+    """Overlay preview video of the masks on the source, inside the project folder (`reuse`: the one already
+    written, when it is newer than the saved masks, as when a project is reopened)."""
     masks = masks if masks is not None else session.masks
     if masks is None or session.project is None:
         raise StudioError("no masks yet: propagate first")
+    path = session.project.output_path(name)
+    saved = session.project.masks_path
+    if reuse and path.is_file() and saved.is_file() and path.stat().st_mtime >= saved.stat().st_mtime:
+        return str(path)
     frames = match_length(require_video(session), masks.num_frames)
     return str(write_clip(session.project.output_path(name), preview_video(masks, frames), masks.fps))
 
@@ -225,21 +333,26 @@ def object_choices(session: Session) -> list[tuple[str, str]]:
 
 
 def delete_object(engines: Engines, session: Session, obj_id: Any) -> None:
+    """Forget an object: its prompts, its masks (on disk too), its name; it stays deleted after a reopen."""
     if obj_id in (None, "", "new"):
         raise StudioError("choose the object to delete in the object list")
     obj_id = int(obj_id)
     state = session.tracker_state
-    if engines.tracker is not None and state is not None and obj_id in state.objects:
-        engines.tracker.remove_object(state, obj_id)
-    elif session.masks is not None and obj_id in session.masks.ids:
-        session.masks = session.masks.without_object(obj_id)
-    else:
+    tracked = engines.tracker is not None and state is not None and obj_id in state.objects
+    in_masks = session.masks is not None and obj_id in session.masks.ids
+    if not tracked and not in_masks:
         raise StudioError(f"there is no object {obj_id}")
+    if tracked:
+        engines.tracker.remove_object(state, obj_id)
+    if session.masks is not None and in_masks:
+        session.masks = session.masks.without_object(obj_id) if session.masks.num_objects > 1 else None
+    if tracked and state.objects:
+        session.masks = engines.tracker.result(state)
     session.object_names.pop(obj_id, None)
     session.points.pop(obj_id, None)
-    if engines.tracker is not None and state is not None:
-        session.masks = engines.tracker.result(state) if state.objects else None
+    session.edited = session.edited_key = None
     autosave_masks(session)
+    save_objects(session)
 
 
 def rename_object(session: Session, obj_id: Any, name: str) -> None:
@@ -252,3 +365,7 @@ def rename_object(session: Session, obj_id: Any, name: str) -> None:
     state = session.tracker_state
     if state is not None and int(obj_id) in state.objects:
         state.objects[int(obj_id)].name = name
+    if session.masks is not None and int(obj_id) in session.masks.ids:
+        session.masks.names[session.masks.ids.index(int(obj_id))] = name
+        autosave_masks(session)
+    save_objects(session)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,18 @@ import numpy as np
 
 from app.engines import Engines
 from app.sessions import Session
-from app.steps.common import StudioError, ensure_project, safe_name
+from app.steps.common import StudioError, ensure_project, plural, safe_name
 from mvideo_core import samples
-from mvideo_core.video_io import VideoError, VideoInfo, probe_video, read_video, write_video
+from mvideo_core.video_io import (
+    Video,
+    VideoDecodeWarning,
+    VideoError,
+    VideoInfo,
+    probe_video,
+    read_video,
+    truncation_note,
+    write_video,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi", ".m4v")
 
@@ -25,6 +36,11 @@ class VideoSummary:
     info: str  # markdown
     first_frame: np.ndarray  # uint8 [H, W, 3]
     num_frames: int
+    warnings: list[str] = field(default_factory=list)  # e.g. a truncated file: decoding stopped early
+
+
+class VideoTooLong(StudioError):
+    """The video (or its trimmed part) is longer than the studio takes: the upload is kept so a trim can follow."""
 
 
 def check_upload(path: str | Path | None, max_upload_mb: float) -> Path:
@@ -47,10 +63,10 @@ def check_upload(path: str | Path | None, max_upload_mb: float) -> Path:
     return path
 
 
-def load_video(
-    engines: Engines, session: Session, path: str | Path | None, start: float = 0.0, end: float | None = None
-) -> VideoSummary:
-    """Check, decode (at the model's fps and working size), autosave, and open a tracking session on a video."""
+def decode_video(
+    engines: Engines, path: str | Path | None, start: float = 0.0, end: float | None = None
+) -> tuple[Video, VideoInfo, Path]:
+    """Check and decode `[start, end)` s of a video at the model's fps and the working size; writes nothing."""
     settings = engines.settings
     path = check_upload(path, settings.max_upload_mb)
     try:
@@ -67,26 +83,49 @@ def load_video(
     if span <= 0:
         raise StudioError(f"trim start {start:g} s is past the end of the {info.duration:.1f} s video")
     if span > settings.max_seconds + 1e-6:
-        raise StudioError(
+        raise VideoTooLong(
             f"{path.name} is {span:.1f} s long; the studio takes at most {settings.max_seconds:g} s. Set trim "
-            f"start/end to a part of at most {settings.max_seconds:g} s (or restart with a larger --max-seconds)"
+            f"start/end to a part of at most {settings.max_seconds:g} s and press Apply trim (or restart with a "
+            "larger --max-seconds)"
         )
     try:
-        video = read_video(path, fps=settings.model_fps, size=settings.work_size, fit="crop", start=start, end=end)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VideoDecodeWarning)  # kept in video.warnings and shown on the page
+            video = read_video(path, fps=settings.model_fps, size=settings.work_size, fit="crop", start=start, end=end)
     except VideoError as err:
         raise StudioError(f"{path.name} could not be decoded: {err}") from err
     if video.frames.shape[0] == 0:
         raise StudioError(f"{path.name} has no frames in {start:g}..{end or info.duration:g} s; change the trim")
+    return video, info, path
+
+
+def load_video(
+    engines: Engines, session: Session, path: str | Path | None, start: float = 0.0, end: float | None = None
+) -> VideoSummary:
+    """Check, decode (at the model's fps and working size), autosave, and open a tracking session on a video."""
+    video, info, path = decode_video(engines, path, start, end)
+    start = max(0.0, float(start or 0.0))
+    end = float(end) if end else None
     project = ensure_project(engines, session)
     session.reset_video()
     is_own_source = project.contains(path) and path.name.startswith("source.")
     session.source_path = str(path if is_own_source else project.save_source(path))
-    project.update_meta(trim=[start, end], video=_info_dict(info))
+    project.update_meta(trim=[start, end], video=_info_dict(info), objects={}, masks=None)
+    with contextlib.suppress(FileNotFoundError):
+        project.masks_path.unlink()  # the masks were of the previous video
     set_frames(engines, session, video.frames, video.fps)
     session.video_info = info
-    return VideoSummary(
-        video_markdown(engines, info, video.frames, video.fps, start, end), video.frames[0], len(video.frames)
-    )
+    return summarize(engines, video, info, start, end)
+
+
+def summarize(engines: Engines, video: Video, info: VideoInfo, start: float, end: float | None) -> VideoSummary:
+    """What step 1 shows of a decoded video, with the decoder's warnings (a truncated file) first."""
+    text = video_markdown(engines, info, video.frames, video.fps, start, end)
+    note = truncation_note(video)
+    notes = [note] if note else []
+    if notes:
+        text = "\n\n".join(f"**Warning:** {note}" for note in notes) + "\n\n" + text
+    return VideoSummary(text, video.frames[0], len(video.frames), notes)
 
 
 def list_samples() -> list[str]:
@@ -137,5 +176,5 @@ def video_markdown(
         f"{info.num_frames} frames ({info.codec}/{info.container})\n\n"
         f"**Used:** {trim} -> {t} frames at {fps:g} fps, {w}x{h} (centre crop) for masks; "
         f"the model generates {s.model_size[1]}x{s.model_size[0]} at {s.model_fps:g} fps in {s.clip_seconds:g} s "
-        f"clips ({clip_frames} frames): this motion covers {clips} clip(s)"
+        f"clips ({clip_frames} frames): this motion covers {plural(clips, 'clip')}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +32,29 @@ class StudioContext:
         return self.store.get(request.session_hash)
 
 
-def user_errors(fn: Callable) -> Callable:
-    """Turn `StudioError` (and the core's ValueErrors) into a visible gr.Error; the session is unchanged."""
+def user_errors(fn: Callable | None = None, *, clear: Sequence[Component] = ()) -> Callable:
+    """Answer a failed action with a message while every component stays as it was and usable.
 
-    def shown(err: ValueError) -> gr.Error:
-        if not isinstance(err, StudioError):  # the core's errors say what to do; show them verbatim
-            logger.info("user error: %s", err)
-        return gr.Error(str(err), duration=None)
+    A `StudioError` (or the core's ValueError) says what was wrong and what to do; anything else is logged with its
+    traceback and named in the message. No exception reaches Gradio, so no output is left in an error state.
+    `clear` names inputs to empty on failure (a refused file, so another can be dropped straight away).
+    """
+    if fn is None:
+        return functools.partial(user_errors, clear=clear)
+
+    def answer(err: Exception) -> Updates | dict:
+        if isinstance(err, ValueError):
+            if not isinstance(err, StudioError):  # the core's errors say what to do; show them verbatim
+                logger.info("user error: %s", err)
+            message = str(err)
+        else:
+            logger.exception("%s failed", fn.__name__)
+            message = (
+                f"That did not work ({type(err).__name__}: {err}). Your project is kept; the details are in the "
+                "server log."
+            )
+        gr.Warning(message, duration=None)
+        return {c: None for c in clear} if clear else gr.skip()
 
     if inspect.isgeneratorfunction(fn):
 
@@ -46,8 +62,8 @@ def user_errors(fn: Callable) -> Callable:
         def stream(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except ValueError as err:
-                raise shown(err) from err
+            except Exception as err:  # noqa: BLE001 - see the docstring
+                yield answer(err)
 
         return stream
 
@@ -55,7 +71,7 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ValueError as err:
-            raise shown(err) from err
+        except Exception as err:  # noqa: BLE001 - see the docstring
+            return answer(err)
 
     return wrapper

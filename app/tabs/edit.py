@@ -12,7 +12,7 @@ from gradio.components import Component
 from app.sessions import Session
 from app.steps import edit as step
 from app.steps import layers
-from app.steps.common import to_json
+from app.steps.common import plural, to_json
 from app.steps.video import list_samples
 from app.tabs.common import StudioContext, Updates, user_errors
 from app.tabs.draw import DrawControls, build_draw_controls, wire_draw_controls
@@ -90,7 +90,7 @@ class EditTab:
             self.frame: gr.Slider(0, max(1, masks.num_frames - 1), value=idx, step=1, label="Preview frame"),
             self.layer: gr.Dropdown(choices, value=layer),
             self.recipe_json: to_json(recipe),
-            self.status: f"{len(recipe['layers'])} layer(s), {step.recipe_duration(recipe):.2f} s; "
+            self.status: f"{plural(len(recipe['layers']), 'layer')}, {step.recipe_duration(recipe):.2f} s; "
             f"undo: {'yes' if undo.can_undo else 'no'}, redo: {'yes' if undo.can_redo else 'no'}\n\n"
             + step.recipe_summary(recipe)
             + "".join(f"\n\n**Warning:** {w}" for w in masks.meta.get("warnings", [])),
@@ -139,15 +139,15 @@ def build_edit_tab(ctx: StudioContext) -> EditTab:
                     c["tilt"] = gr.Slider(0, 1, value=0.0, step=TERRAIN["tilt"].step, label=TERRAIN["tilt"].label)
                 c["apply_terrain"] = gr.Button("Apply terrain", elem_id="apply-terrain")
             c["draw"] = build_draw_controls()
-            with gr.Accordion("Time", open=False):
+            with gr.Accordion("Time", open=False, elem_id="edit-time"):
                 with gr.Row():
                     c["offset"] = gr.Number(label="Starts at (s)", value=0.0)
                     c["speed"] = gr.Number(label="Speed (x)", value=1.0, minimum=0.05)
                     c["retime"] = gr.Number(label="Retime to (s, 0 = off)", value=0.0, minimum=0)
                 c["apply_time"] = gr.Button("Apply timing")
                 with gr.Row():
-                    c["length"] = gr.Number(label="Edit length (s)", value=4.0, minimum=0.5)
-                    c["apply_length"] = gr.Button("Set length")
+                    c["length"] = gr.Number(label="Edit length (s)", value=4.0, minimum=0.5, elem_id="edit-length")
+                    c["apply_length"] = gr.Button("Set length", elem_id="set-length")
             with gr.Accordion("More layers", open=False):
                 c["layer_file"] = gr.File(
                     label="Add a layer from a mask file", file_types=[".zip", ".npz", ".mp4", ".json"]
@@ -176,17 +176,15 @@ def wire_edit_tab(ctx: StudioContext, tab: EditTab) -> None:
     def on(event: Callable, fn: Callable[..., step.Recipe], names: list[str]) -> None:
         """Wire `event` to `fn(session, layer, *values of names)`; the recipe it returns refreshes the tab."""
         inputs = [getattr(tab, n) for n in names]
+        files = [c for c in inputs if isinstance(c, gr.File)]  # a refused file is cleared so another can be dropped
 
-        @user_errors
+        @user_errors(clear=files)
         def run(data: dict, request: gr.Request) -> Updates:
             session = ctx.session(request)
             fn(session, data[tab.layer], *[data[c] for c in inputs])
             return tab.view(ctx, session, data[tab.frame], data[tab.layer])
 
-        dep = event(run, {*inputs, tab.frame, tab.layer}, tab.outputs())
-        for component in inputs:
-            if isinstance(component, gr.File):  # a refused file is cleared so another can be dropped
-                dep.failure(lambda: None, None, [component])
+        event(run, {*inputs, tab.frame, tab.layer}, [*tab.outputs(), *files])
 
     on(tab.start.click, lambda session, layer: step.start_edit(engines, session, reset=True), [])
     on(tab.undo.click, lambda session, layer: step.undo(engines, session), [])

@@ -1,18 +1,27 @@
-"""Tab 4, generation: prompt and settings, a player fed clip by clip, the gallery of clips, the final files."""
+"""Tab 4, generation: prompt and settings, the length against the motion, a player fed clip by clip, the gallery of
+clips and the final files. A generation runs as a job of the project (app.jobs): reloading or closing the page does
+not stop it, and any page that opens the project follows it."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
+from gradio.components import Component
 
 from app.engines import gpu_function
+from app.jobs import GenerationUpdate, Job, JobRunner
+from app.projects import ProjectDamaged
+from app.sessions import Session
 from app.steps import generate as step
+from app.steps.common import StudioError, plural
 from app.tabs.common import StudioContext, Updates, user_errors
 
 # On a ZeroGPU Space each Generate call holds a GPU for at most this long (a 16 s video on an A100-class GPU).
 GPU_SECONDS = int(os.environ.get("MVIDEO_GPU_SECONDS", "600"))
+MAX_CLIPS_OFFERED = 8
 
 
 @dataclass
@@ -21,6 +30,8 @@ class GenerateTab:
     prompt: gr.Textbox
     negative: gr.Textbox
     seconds: gr.Slider
+    length_note: gr.Markdown
+    mask_policy: gr.Radio
     steps: gr.Slider
     guidance: gr.Slider
     mask_guidance: gr.Slider
@@ -32,6 +43,92 @@ class GenerateTab:
     stream: gr.Video
     gallery: gr.Gallery
     files: gr.File
+
+    def settings_outputs(self) -> list[Component]:
+        return [self.prompt, self.negative, self.steps, self.guidance, self.mask_guidance, self.seed]
+
+    def length_outputs(self) -> list[Component]:
+        return [self.seconds, self.length_note, self.mask_policy]
+
+    def outputs(self) -> list[Component]:
+        """What `view` sets."""
+        return [*self.settings_outputs(), *self.length_outputs(), self.progress, self.gallery, self.files]
+
+    def view(self, ctx: StudioContext, session: Session, jobs: JobRunner) -> Updates:
+        """The tab as the project holds it: the last settings, the length against the motion, the clips finished so
+        far, the final files and where the last generation stands (running, done, stopped or interrupted)."""
+        meta: dict[str, Any] = {}
+        if session.project is not None:
+            try:
+                meta = session.project.meta()
+            except ProjectDamaged:
+                meta = {}
+        saved = meta.get("generation") or {}
+        updates: Updates = {}
+        if saved:
+            session.length_chosen = True
+            for component, name in zip(self.settings_outputs(), step.SETTING_NAMES, strict=True):
+                if name in saved:
+                    updates[component] = saved[name]
+        updates.update(self.length_view(ctx, session, saved.get("seconds"), saved.get("mask_policy")))
+        last = meta.get("last_generation") or {}
+        job = jobs.job(session.project.project_id) if session.project is not None else None
+        progress = ""
+        if job is not None and job.latest is not None:
+            progress = job.latest.status
+        elif last:
+            progress = last.get("status", "")
+            if last.get("state") == "running":
+                progress = (
+                    f"{progress}\n\nThis generation was interrupted (the studio stopped); Generate with the same "
+                    "settings resumes it from its last finished clip."
+                )
+        clips, files = [], []
+        if session.project is not None and last.get("dir"):
+            folder = session.project.root / str(last["dir"])
+            if session.project.contains(folder):
+                clips = [str(p) for p in sorted(folder.glob("clip_*.mp4"))]
+                files = [str(p) for p in (folder / "final.mp4", folder / "generation.json") if p.is_file()]
+        updates[self.progress] = progress
+        updates[self.gallery] = clips
+        updates[self.files] = files if len(files) == 2 else None
+        return updates
+
+    def length_view(
+        self, ctx: StudioContext, session: Session, seconds: float | None = None, policy: str | None = None
+    ) -> Updates:
+        """The length slider, defaulting to the motion's length in whole clips, and the choice for the time after the
+        motion ends (shown only when the length and the motion differ)."""
+        clip = ctx.engines.settings.clip_seconds
+        try:
+            masks = step.condition_masks(ctx.engines, session)
+        except StudioError:  # an edit that does not render: Generate will say so
+            masks = None
+        if masks is None:
+            note = "No masks yet: the video follows the text only."
+            length = None
+        else:
+            length = step.motion_length(ctx.engines, masks)
+            note = f"The motion lasts {length.seconds:.1f} s: {plural(length.clips, 'clip')} of {clip:g} s hold it"
+            note += "." if length.fits else "; after it ends:"
+        if seconds is None and length is not None and not session.length_chosen:
+            seconds = length.default_seconds
+        top = max(MAX_CLIPS_OFFERED, length.clips if length is not None else 0) * clip
+        slider = gr.Slider(clip, top, step=clip, value=seconds) if seconds else gr.Slider(clip, top, step=clip)
+        return {
+            self.seconds: slider,
+            self.length_note: note,
+            self.mask_policy: gr.Radio(visible=length is not None and not length.fits, value=policy or "hold"),
+        }
+
+    def shown(self, update: GenerationUpdate, clips_before: int = -1) -> Updates:
+        """One update of a running generation; the gallery is resent only when a clip was added."""
+        out: Updates = {self.progress: update.status, self.stream: update.clip}
+        if len(update.clips) != clips_before:
+            out[self.gallery] = list(update.clips)
+        files = [f for f in (update.final, update.record) if f]
+        out[self.files] = files or gr.skip()
+        return out
 
 
 def build_generate_tab(ctx: StudioContext) -> GenerateTab:
@@ -49,14 +146,25 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
             )
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, distorted")
             clip = int(s.clip_seconds)
-            seconds = gr.Slider(clip, 8 * clip, value=2 * clip, step=clip, label="Length (s, whole clips)")
+            seconds = gr.Slider(
+                clip, MAX_CLIPS_OFFERED * clip, value=2 * clip, step=clip, label="Length (s, whole clips)",
+                elem_id="gen-seconds",
+            )  # fmt: skip
+            length_note = gr.Markdown("No masks yet: the video follows the text only.", elem_id="gen-length-note")
+            mask_policy = gr.Radio(
+                [(label, name) for name, label in step.MASK_POLICIES.items()],
+                value="hold",
+                label="When the video is longer than the motion",
+                visible=False,
+                elem_id="gen-mask-policy",
+            )
             with gr.Row():
                 steps = gr.Slider(1, 100, value=s.default_steps, step=1, label="Steps")
                 guidance = gr.Slider(0, 15, value=s.default_guidance, step=0.5, label="Guidance")
                 mask_guidance = gr.Slider(
                     1, 5, value=1.0, step=0.5, label="Mask guidance (1 = off)", elem_id="gen-mask-guidance"
                 )
-                seed = gr.Number(label="Seed", value=0, precision=0)
+                seed = gr.Number(label="Seed", value=0, precision=0, elem_id="gen-seed")
             start_image = gr.Image(label="Start image (optional)", type="numpy", sources=["upload"])
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", interactive=ready, elem_id="generate")
@@ -75,40 +183,75 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
                 label="Final video and generation.json", file_count="multiple", interactive=False, elem_id="gen-files"
             )
     return GenerateTab(
-        status, prompt, negative, seconds, steps, guidance, mask_guidance, seed, start_image, go, stop, progress,
-        stream, gallery, files,
+        status, prompt, negative, seconds, length_note, mask_policy, steps, guidance, mask_guidance, seed, start_image,
+        go, stop, progress, stream, gallery, files,
     )  # fmt: skip
 
 
-def wire_generate_tab(ctx: StudioContext, tab: GenerateTab) -> None:
+def follow(tab: GenerateTab, job: Job):
+    """Stream a job's updates to the tab until it ends (the job goes on if the page goes away)."""
+    clips = -1
+    for update in job.follow():
+        yield tab.shown(update, clips)
+        clips = len(update.clips)
+
+
+def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab_selected: Any) -> None:
+    """Generate starts (or re-attaches to) the project's job and follows it; Stop cancels that job only.
+    `tab_selected` is the Generate tab's select event, which refreshes the default length."""
     engines = ctx.engines
     form = [tab.prompt, tab.negative, tab.seconds, tab.steps, tab.guidance, tab.seed, tab.start_image]
-    form.append(tab.mask_guidance)
+    form += [tab.mask_guidance, tab.mask_policy]
+    live = [tab.progress, tab.stream, tab.gallery, tab.files]
+
+    @gpu_function(duration=GPU_SECONDS)
+    def generate_clips(generator, job: Job, plan: step.GenerationPlan):
+        """The work of a job: the model runs here (on ZeroGPU inside `spaces.GPU`)."""
+        yield from step.run_generation(engines, generator, plan, job.cancel.is_set, on_step=job.publish)
 
     @user_errors
-    def run(prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # fmt: skip
+    def run(prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy, request: gr.Request):  # fmt: skip
         session = ctx.session(request)
-        request_form = step.check_generation(
-            engines, prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance
+        checked = step.check_generation(
+            engines, prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy
         )
-        for update in step.generate(engines, session, request_form):
-            files = [f for f in (update.final, update.record) if f]
-            yield {
-                tab.progress: update.status,
-                tab.stream: update.clip,
-                tab.gallery: list(update.clips),
-                tab.files: files or None,
-            }
+        plan = step.plan_generation(engines, session, checked)
+        job = jobs.submit(plan.project.project_id, plan.out_dir, lambda gen, job: generate_clips(gen, job, plan))
+        yield from follow(tab, job)
 
-    event = tab.go.click(
-        gpu_function(duration=GPU_SECONDS)(run),
-        form,
-        [tab.progress, tab.stream, tab.gallery, tab.files],
-        concurrency_id="gpu",
-    )
+    tab.go.click(run, form, live, concurrency_limit=None)  # it only follows the job; jobs.workers bound the work
 
     def stop(request: gr.Request) -> Updates:
-        ctx.session(request).cancel.set()
-        return {tab.progress: "Stopping after the current step; finished clips are kept in the project."}
+        session = ctx.session(request)
+        job = jobs.running(session.project.project_id) if session.project is not None else None
+        if job is None:
+            return {tab.progress: "Nothing is generating in this project."}
+        job.cancel.set()
+        return {tab.progress: "Stopping after the current denoising step; finished clips are kept in the project."}
 
-    tab.stop.click(stop, None, [tab.progress], cancels=[event], queue=False)
+    tab.stop.click(stop, None, [tab.progress], queue=False)
+
+    def chosen(request: gr.Request) -> None:
+        ctx.session(request).length_chosen = True
+
+    tab.seconds.input(chosen, None, None, queue=False)
+
+    @user_errors
+    def on_select(request: gr.Request) -> Updates:
+        return tab.length_view(ctx, ctx.session(request))
+
+    tab_selected(on_select, None, tab.length_outputs(), show_progress="hidden")
+
+
+def attach(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner):
+    """A handler that follows the session's project's running job, if any (after a reload or a reopen)."""
+
+    def attached(request: gr.Request):
+        session = ctx.session(request)
+        job = jobs.running(session.project.project_id) if session.project is not None else None
+        if job is None:
+            yield gr.skip()
+            return
+        yield from follow(tab, job)
+
+    return attached

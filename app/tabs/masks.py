@@ -62,7 +62,7 @@ class MasksTab:
             self.frame_slider: gr.Slider(0, max(1, n - 1), value=0, step=1, label="Frame"),
             self.frame_img: step.preview_frame(ctx.engines, session, 0) if has_video else None,
             self.objects: step.objects_table(session),
-            self.overlay: step.overlay_video(session) if session.masks is not None else None,
+            self.overlay: step.overlay_video(session, reuse=True) if session.masks is not None else None,
             self.candidates: gr.CheckboxGroup([], value=[]),
             self.click_obj: self.object_choice(session),
             self.status: "",
@@ -109,7 +109,7 @@ def build_masks_tab(ctx: StudioContext) -> MasksTab:
             with gr.Row():
                 new_name = gr.Textbox(label="Rename chosen object", scale=3)
                 rename = gr.Button("Rename", scale=1)
-                delete = gr.Button("Delete", scale=1, variant="stop")
+                delete = gr.Button("Delete", scale=1, variant="stop", elem_id="delete")
             with gr.Row():
                 propagate = gr.Button("Propagate", variant="primary", elem_id="propagate")
                 stop = gr.Button("Stop", elem_id="stop-propagate")
@@ -118,7 +118,9 @@ def build_masks_tab(ctx: StudioContext) -> MasksTab:
         overlay = gr.Video(label="Overlay preview", interactive=False, elem_id="overlay-video")
         with gr.Column():
             mask_import = gr.File(
-                label="Import masks (.zip, .npz, .mp4, .json)", file_types=[".zip", ".npz", ".mp4", ".json"]
+                label="Import masks (.zip, .npz, .mp4, .json)",
+                file_types=[".zip", ".npz", ".mp4", ".json"],
+                elem_id="mask-import",
             )
             export_fmt = gr.Dropdown(list(mask_files.MASK_FORMATS), value="NumPy npz", label="Export format")
             export = gr.Button("Export masks")
@@ -159,21 +161,24 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         x, y = evt.index
         return clicked(ctx.session(request), idx, kind, obj, x, y)
 
-    tab.frame_img.select(on_click, [tab.frame_slider, tab.click_kind, tab.click_obj], refined)
+    tab.frame_img.select(gpu_function()(on_click), [tab.frame_slider, tab.click_kind, tab.click_obj], refined)
 
     @user_errors
     def on_point(idx, kind, obj, x, y, request: gr.Request) -> Updates:
         return clicked(ctx.session(request), idx, kind, obj, x or 0, y or 0)
 
-    tab.add_point.click(on_point, [tab.frame_slider, tab.click_kind, tab.click_obj, tab.point_x, tab.point_y], refined)
+    tab.add_point.click(
+        gpu_function()(on_point), [tab.frame_slider, tab.click_kind, tab.click_obj, tab.point_x, tab.point_y], refined
+    )
 
     @user_errors
     def on_detect(text, idx, request: gr.Request) -> Updates:
         img, choices = step.detect(engines, ctx.session(request), text, idx)
         return {tab.frame_img: img, tab.candidates: gr.CheckboxGroup(choices, value=choices[:1])}
 
-    tab.detect.click(on_detect, [tab.text_query, tab.frame_slider], [tab.frame_img, tab.candidates])
-    tab.text_query.submit(on_detect, [tab.text_query, tab.frame_slider], [tab.frame_img, tab.candidates])
+    detect = gpu_function()(on_detect)
+    tab.detect.click(detect, [tab.text_query, tab.frame_slider], [tab.frame_img, tab.candidates])
+    tab.text_query.submit(detect, [tab.text_query, tab.frame_slider], [tab.frame_img, tab.candidates])
 
     @user_errors
     def on_keep(chosen, request: gr.Request) -> Updates:
@@ -186,7 +191,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
             tab.candidates: gr.CheckboxGroup([], value=[]),
         }
 
-    tab.keep.click(on_keep, [tab.candidates], [*refined, tab.candidates])
+    tab.keep.click(gpu_function()(on_keep), [tab.candidates], [*refined, tab.candidates])
 
     @user_errors
     def on_propagate(idx, request: gr.Request, progress=gr.Progress()) -> Updates:
@@ -196,14 +201,11 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
             progress((done, total), desc=desc, unit="frames")
 
         path = step.propagate(engines, session, report)
-        masks = session.masks
-        assert masks is not None  # propagate stored them
         return {
             tab.overlay: path,
             tab.frame_img: step.preview_frame(engines, session, idx),
             tab.objects: step.objects_table(session),
-            tab.status: f"Propagated {masks.num_objects} object(s) over {masks.num_frames} frames "
-            f"with {engines.tracker_status.split(':')[0]}; masks autosaved.",
+            tab.status: step.propagated_status(engines, session),
         }
 
     prop_event = tab.propagate.click(
@@ -249,7 +251,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
 
     tab.export.click(on_export, [tab.export_fmt], [tab.export_file])
 
-    @user_errors
+    @user_errors(clear=[tab.mask_import])
     def on_import(path, idx, request: gr.Request) -> Updates:
         session = ctx.session(request)
         video = mask_files.import_masks(engines, session, path)
@@ -261,5 +263,19 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         }
 
     tab.mask_import.upload(
-        on_import, [tab.mask_import, tab.frame_slider], [tab.overlay, tab.frame_img, tab.objects, tab.status]
-    ).failure(lambda: None, None, [tab.mask_import])
+        on_import,
+        [tab.mask_import, tab.frame_slider],
+        [tab.overlay, tab.frame_img, tab.objects, tab.status, tab.mask_import],
+    )
+
+    def on_row(evt: gr.SelectData, request: gr.Request) -> Updates:
+        """A row of the object table chooses that object (for clicks, rename and delete)."""
+        session = ctx.session(request)
+        rows = step.objects_table(session)
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not isinstance(row, int) or not 0 <= row < len(rows):
+            return gr.skip()
+        obj_id, name = rows[row][0], rows[row][1]
+        return {tab.click_obj: tab.object_choice(session, str(obj_id)), tab.new_name: name}
+
+    tab.objects.select(on_row, None, [tab.click_obj, tab.new_name], show_progress="hidden")

@@ -10,6 +10,7 @@ from gradio.components import Component
 
 from app.sessions import Session
 from app.steps import video as step
+from app.steps.common import StudioError
 from app.tabs.common import StudioContext, Updates, user_errors
 
 EMPTY_INFO = "Upload a video or pick a sample."
@@ -27,10 +28,23 @@ class VideoTab:
     first_frame: gr.Image
 
     def outputs(self) -> list[Component]:
-        return [self.info, self.first_frame]
+        """What `view` sets."""
+        return [self.info, self.first_frame, self.trim_start, self.trim_end]
 
     def shown(self, summary: step.VideoSummary) -> Updates:
         return {self.info: summary.info, self.first_frame: summary.first_frame}
+
+    def view(self, session: Session, info: str | None) -> Updates:
+        """The tab for a reopened project: its video's info and first frame, and the trim it was loaded with."""
+        start, end = 0.0, None
+        if session.project is not None:
+            start, end = (session.project.meta().get("trim") or [0.0, None])[:2]
+        return {
+            self.info: info or "This project has no video yet: upload one or pick a sample.",
+            self.first_frame: session.frames[0] if session.frames is not None else None,
+            self.trim_start: start or 0,
+            self.trim_end: end or 0,
+        }
 
 
 def build_video_tab(ctx: StudioContext) -> VideoTab:
@@ -44,9 +58,9 @@ def build_video_tab(ctx: StudioContext) -> VideoTab:
                 elem_id="upload",
             )
             with gr.Row():
-                trim_start = gr.Number(label="Trim start (s)", value=0, minimum=0)
-                trim_end = gr.Number(label="Trim end (s, 0 = to the end)", value=0, minimum=0)
-            apply_trim = gr.Button("Apply trim")
+                trim_start = gr.Number(label="Trim start (s)", value=0, minimum=0, elem_id="trim-start")
+                trim_end = gr.Number(label="Trim end (s, 0 = to the end)", value=0, minimum=0, elem_id="trim-end")
+            apply_trim = gr.Button("Apply trim", elem_id="apply-trim")
             samples = step.list_samples()
             with gr.Row():
                 sample = gr.Dropdown(samples, value=samples[0] if samples else None, label="…or try a sample")
@@ -61,12 +75,21 @@ def wire_video_tab(
     ctx: StudioContext, tab: VideoTab, loaded: Callable[[Session], Updates], loaded_outputs: list[Component]
 ) -> None:
     """A new video refreshes this tab and whatever `loaded(session)` returns for the other parts of the page."""
-    outputs = [*tab.outputs(), *loaded_outputs]
+    outputs = [tab.upload, tab.info, tab.first_frame, *loaded_outputs]
 
     @user_errors
     def on_upload(path, start, end, request: gr.Request) -> Updates:
         session = ctx.session(request)
-        summary = step.load_video(ctx.engines, session, path, start or 0, end or None)
+        try:
+            summary = step.load_video(ctx.engines, session, path, start or 0, end or None)
+        except step.VideoTooLong as err:  # the upload stays, so the trim the message asks for can be applied
+            gr.Warning(str(err), duration=None)
+            return gr.skip()
+        except StudioError as err:  # a refused file is cleared so that another can be dropped straight away
+            gr.Warning(str(err), duration=None)
+            return {tab.upload: None}
+        for note in summary.warnings:  # e.g. a truncated file: the frames before the damage were kept
+            gr.Warning(note, duration=None)
         return {**tab.shown(summary), **loaded(session)}
 
     @user_errors
@@ -75,9 +98,6 @@ def wire_video_tab(
         summary = step.load_sample(ctx.engines, session, name)
         return {**tab.shown(summary), **loaded(session)}
 
-    # A refused file is cleared so that the user can drop another one straight away.
-    tab.upload.upload(on_upload, [tab.upload, tab.trim_start, tab.trim_end], outputs).failure(
-        lambda: None, None, [tab.upload]
-    )
+    tab.upload.upload(on_upload, [tab.upload, tab.trim_start, tab.trim_end], outputs)
     tab.apply_trim.click(on_upload, [tab.upload, tab.trim_start, tab.trim_end], outputs)
     tab.use_sample.click(on_sample, [tab.sample], outputs)

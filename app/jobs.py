@@ -1,0 +1,175 @@
+"""Generation jobs: they belong to the project, not to the page (like ComfyUI's server-side queue).
+
+A job runs in its own thread, so a reload or a closed tab does not stop it; any page that opens the project
+follows it (`Job.follow`) and sees the clips already finished. At most `--concurrency` jobs run at once, each on
+its own generator (`worker_generators`: one pipeline object per worker sharing the model weights, so one job's
+scheduler state, interrupt flag or step count never reaches another) and with its own cancel token.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.engines import Generator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationUpdate:
+    """One step of a generation: its status line, a newly finished clip, all clips so far, and at the end the
+    outputs. `state` is "running", "done", "stopped" or "failed"."""
+
+    status: str
+    clip: str | None = None
+    clips: tuple[str, ...] = ()
+    final: str | None = None
+    record: str | None = None
+    state: str = "running"
+
+
+@dataclass
+class Job:
+    """One generation of one project. Updates are kept, so a page that attaches late sees where it stands."""
+
+    project_id: str
+    out_dir: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    updates: list[GenerationUpdate] = field(default_factory=list)
+    finished: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def latest(self) -> GenerationUpdate | None:
+        with self._changed:
+            return self.updates[-1] if self.updates else None
+
+    def publish(self, update: GenerationUpdate) -> None:
+        with self._changed:
+            if not update.clips and self.updates:  # status-only updates keep the clips known so far
+                update.clips = self.updates[-1].clips
+            self.updates.append(update)
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        with self._changed:
+            self.finished = True
+            self._changed.notify_all()
+
+    def follow(self, poll: float = 1.0) -> Iterator[GenerationUpdate]:
+        """The latest update, then each new one as it comes, until the job ends."""
+        seen = 0
+        with self._changed:
+            if self.updates:
+                seen = len(self.updates) - 1
+        while True:
+            with self._changed:
+                while seen >= len(self.updates) and not self.finished:
+                    self._changed.wait(poll)
+                batch, seen, done = self.updates[seen:], len(self.updates), self.finished
+            yield from batch
+            if done and seen == len(self.updates):
+                return
+
+
+Work = Callable[[Generator, Job], Iterator[GenerationUpdate]]  # runs on a worker's generator, as `job`
+
+
+class JobRunner:
+    """Runs generation jobs on a fixed pool of generators (one per worker); one job per project at a time."""
+
+    def __init__(self, generators: list[Generator]) -> None:
+        self.workers = len(generators)
+        self._free: queue.Queue[Generator] = queue.Queue()
+        for generator in generators:
+            self._free.put(generator)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def job(self, project_id: str) -> Job | None:
+        """The project's running (or last) job in this server process."""
+        with self._lock:
+            return self._jobs.get(project_id)
+
+    def running(self, project_id: str) -> Job | None:
+        job = self.job(project_id)
+        return job if job is not None and not job.finished else None
+
+    def submit(self, project_id: str, out_dir: Path, work: Work) -> Job:
+        """Start `work(generator, job)` as the project's job (it checks `job.cancel` and may `job.publish` progress
+        lines); the same generation already running is returned as it is (attach), a different one is refused."""
+        with self._lock:
+            current = self._jobs.get(project_id)
+            if current is not None and not current.finished:
+                if current.out_dir == out_dir:
+                    return current
+                raise JobBusy(
+                    "a generation with other settings is already running in this project; press Stop (its finished "
+                    "clips are kept) or wait for it, then Generate again"
+                )
+            job = Job(project_id, out_dir)
+            self._jobs[project_id] = job
+        thread = threading.Thread(target=self._run, args=(job, work), name=f"generate-{project_id}", daemon=True)
+        thread.start()
+        return job
+
+    def _run(self, job: Job, work: Work) -> None:
+        generator = None
+        try:
+            if self._free.empty():
+                job.publish(GenerationUpdate(f"Waiting for a free worker: {self.workers} generation(s) running…"))
+            while generator is None:
+                if job.cancel.is_set():
+                    job.publish(GenerationUpdate("Stopped before it started.", state="stopped"))
+                    return
+                try:
+                    generator = self._free.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+            for update in work(generator, job):
+                job.publish(update)
+        except ValueError as err:  # a user-facing problem found while running (the message says what to do)
+            job.publish(GenerationUpdate(f"Generation failed: {err}", state="failed"))
+        except Exception as err:  # noqa: BLE001 - the job must end with a message, whatever broke
+            logger.exception("generation job of project %s failed", job.project_id)
+            job.publish(
+                GenerationUpdate(
+                    f"Generation failed ({type(err).__name__}: {err}); finished clips are kept, details are in the "
+                    "server log",
+                    state="failed",
+                )
+            )
+        finally:
+            if generator is not None:
+                self._free.put(generator)
+            job.finish()
+
+
+class JobBusy(ValueError):
+    """The project already runs another generation."""
+
+
+def worker_generators(generator: Generator | None, workers: int) -> list[Generator]:
+    """`workers` generators for the job pool: the loaded one, then copies sharing its model weights.
+
+    A diffusers pipeline keeps per-call state on itself (scheduler timesteps, `_interrupt`, guidance scale); each
+    copy gets its own pipeline object and its own scheduler, the modules (weights) are shared."""
+    if generator is None:
+        return []
+    pool = [generator]
+    for _ in range(max(1, workers) - 1):
+        components = getattr(generator, "components", None)
+        if isinstance(components, dict):
+            clone = type(generator)(**{**components, "scheduler": copy.deepcopy(components["scheduler"])})
+            clone.mvideo_metadata = dict(generator.mvideo_metadata)
+            clone._progress_bar_config = dict(getattr(generator, "_progress_bar_config", {}))
+        else:
+            clone = copy.copy(generator)
+        pool.append(clone)
+    return pool
