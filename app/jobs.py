@@ -159,17 +159,29 @@ def worker_generators(generator: Generator | None, workers: int) -> list[Generat
     """`workers` generators for the job pool: the loaded one, then copies sharing its model weights.
 
     A diffusers pipeline keeps per-call state on itself (scheduler timesteps, `_interrupt`, guidance scale); each
-    copy gets its own pipeline object and its own scheduler, the modules (weights) are shared."""
+    copy gets its own pipeline object and its own scheduler, the modules (weights) are shared. A generation engine
+    that wraps a pipeline (`engine.pipe`) is copied with a copy of its pipeline."""
     if generator is None:
         return []
-    pool = [generator]
-    for _ in range(max(1, workers) - 1):
-        components = getattr(generator, "components", None)
-        if isinstance(components, dict):
-            clone = type(generator)(**{**components, "scheduler": copy.deepcopy(components["scheduler"])})
-            clone.mvideo_metadata = dict(generator.mvideo_metadata)
-            clone._progress_bar_config = dict(getattr(generator, "_progress_bar_config", {}))
-        else:
-            clone = copy.copy(generator)
-        pool.append(clone)
-    return pool
+    return [generator] + [_worker_copy(generator) for _ in range(max(1, workers) - 1)]
+
+
+def _worker_copy(generator: Generator) -> Generator:
+    pipe = getattr(generator, "pipe", None)
+    if pipe is not None and isinstance(getattr(pipe, "components", None), dict):
+        engine = copy.copy(generator)
+        engine.pipe = _pipeline_copy(pipe)
+        return engine
+    if isinstance(getattr(generator, "components", None), dict):
+        return _pipeline_copy(generator)
+    logger.warning("%s cannot be copied per worker; jobs will share it", type(generator).__name__)
+    return generator
+
+
+def _pipeline_copy(pipe):
+    """A new pipeline object on the same modules, with its own scheduler and its own metadata."""
+    components = pipe.components
+    clone = type(pipe)(**{**components, "scheduler": copy.deepcopy(components["scheduler"])})
+    clone.mvideo_metadata = dict(getattr(pipe, "mvideo_metadata", {}) or {})
+    clone._progress_bar_config = dict(getattr(pipe, "_progress_bar_config", {}))
+    return clone

@@ -277,9 +277,10 @@ def open_project(
     """Reopen a project by its id; with `require_key` (a shared host) only with its secret key."""
     project_id = (project_id or "").strip()
     if not PROJECT_ID_RE.match(project_id):
+        shown = repr(project_id) if len(project_id) <= 60 else repr(project_id[:60]) + "…"
         raise ProjectError(
-            f"{project_id!r} is not a project id; ids look like 20261125-190312-3fa4c1d2e5b6 "
-            "(shown under 'Project' in the studio)"
+            f"{shown} is not a project id; ids look like 20261125-190312-3fa4c1d2e5b6 (shown under 'Project' in the "
+            "studio)"
         )
     root = Path(projects_dir) / project_id
     if require_key:
