@@ -6,8 +6,11 @@ VAE factors, latent channels, the scheduler's prediction type, size rules). Engi
 uses the named specs below. Long video, mask preparation, training, the studio and the benches take their numbers
 from here instead of writing 8 fps or 33 frames again.
 
-Timeline of a long video: clip k covers frames [stride * k, stride * k + clip_frames) with stride = clip_frames -
-overlap_frames, so n clips make stride * n + overlap_frames frames, n * clip_seconds long.
+Timeline of a long video: every clip adds stride = clip_frames - overlap_frames frames (clip_seconds), so n clips make
+stride * n + 1 frames, n * clip_seconds long. Clip k > 0 covers [stride * k + 1 - overlap, stride * (k + 1) + 1): its
+first overlap_frames frames are the last ones of clip k - 1. Clip 0 has no clip before it and covers [0, stride + 1).
+With one shared frame every clip is clip_frames long (CogVideoX: [32k, 32k + 33)); with a longer overlap the first
+clip is shorter (Wan2.1-VACE, 17 known frames: 65 frames, then 81).
 """
 
 from __future__ import annotations
@@ -45,10 +48,12 @@ class ClipSpec:
     default_size: tuple[int, int]
 
     def __post_init__(self) -> None:
-        if not 0 <= self.overlap_frames < self.clip_frames:
-            raise ValueError(f"overlap_frames must be in 0..{self.clip_frames - 1}, got {self.overlap_frames}")
+        if not 1 <= self.overlap_frames < self.clip_frames:
+            raise ValueError(f"overlap_frames must be in 1..{self.clip_frames - 1}, got {self.overlap_frames}")
         if (self.clip_frames - 1) % self.vae_scale_temporal:
             raise ValueError(f"clip_frames must be {self.vae_scale_temporal}k + 1, got {self.clip_frames}")
+        if (self.overlap_frames - 1) % self.vae_scale_temporal:  # so the first clip is {t}k + 1 frames too
+            raise ValueError(f"overlap_frames must be {self.vae_scale_temporal}k + 1, got {self.overlap_frames}")
 
     @property
     def stride(self) -> int:
@@ -77,16 +82,18 @@ class ClipSpec:
         return int(round(n))
 
     def total_frames(self, num_clips: int) -> int:
-        """Frames of a video of `num_clips` clips: stride * n + overlap."""
-        return self.stride * num_clips + self.overlap_frames
+        """Frames of a video of `num_clips` clips: stride * n + 1."""
+        return self.stride * num_clips + 1
 
     def clip_ranges(self, num_clips: int) -> list[tuple[int, int]]:
-        """[start, stop) of each clip on the video's timeline."""
-        return [(self.stride * k, self.stride * k + self.clip_frames) for k in range(num_clips)]
+        """[start, stop) of each clip on the video's timeline (clip 0 is stride + 1 frames, later ones clip_frames)."""
+        return [
+            (max(0, self.stride * k + 1 - self.overlap_frames), self.stride * (k + 1) + 1) for k in range(num_clips)
+        ]
 
     def clips_covered(self, num_frames: int) -> int:
         """How many whole clips `num_frames` frames cover."""
-        return max(0, (num_frames - self.overlap_frames) // self.stride)
+        return max(0, (num_frames - 1) // self.stride)
 
     def check_size(self, height: int, width: int) -> None:
         """Raise a ValueError naming the side that is not a positive multiple of `size_multiple`."""

@@ -1,10 +1,10 @@
 """Long videos clip by clip (paper 3.3), each clip written to disk and yielded as soon as it is finished.
 
 Every engine goes through `generate_long_video` (see `mvideo_core.engines`); the engine's `ClipSpec` sets the
-timeline. Clips overlap by `overlap_frames`: clip k covers frames [stride * k, stride * k + clip_frames), so n clips
-make stride * n + overlap frames. For MVideo on CogVideoX clips are t1 = 4 s = 33 frames at 8 fps sharing one frame:
-clip k covers [32k, 32k + 33) and is conditioned on clip k-1 (its last frame at full resolution for appearance, all
-33 frames at low resolution for motion, the previous t2 = 4 s). In the final video the shared frames of every clip
+timeline (`mvideo_core.clip_spec`): clip k > 0 starts with the last `overlap_frames` frames of clip k - 1 and every
+clip adds `stride` frames, so n clips make stride * n + 1 frames. For MVideo on CogVideoX clips are t1 = 4 s = 33
+frames at 8 fps sharing one frame: clip k covers [32k, 32k + 33) and is conditioned on clip k-1 (its last frame at
+full resolution for appearance, all 33 frames at low resolution for motion, the previous t2 = 4 s). In the final video the shared frames of every clip
 after the first are dropped. Clip k takes the masks of its frames. Training cuts samples the same way
 (`clip_frame_ranges`, `condition_window`).
 
@@ -307,7 +307,7 @@ def generate_long_video(
         bar.close()
 
     # Join from the saved clips: drop the frames every clip after the first shares with the one before it.
-    # video: [stride * n + overlap, H, W, 3]
+    # video: [stride * n + 1, H, W, 3]
     video = np.empty((spec.total_frames(num_clips), *previous.shape[1:]), dtype=np.uint8)
     for k, (start, stop) in enumerate(spec.clip_ranges(num_clips)):
         with np.load(state_dir / f"clip_{k:03d}.npz") as data:

@@ -25,7 +25,7 @@ def test_cogvideox_clips_are_4_s_of_33_frames_sharing_one():
 
 def test_another_spec_sets_its_own_timeline():
     assert WAN_LIKE.clip_seconds == 4.75 and WAN_LIKE.num_clips(9.5) == 2
-    assert WAN_LIKE.clip_ranges(2) == [(0, 81), (76, 157)] and WAN_LIKE.total_frames(2) == 157
+    assert WAN_LIKE.clip_ranges(2) == [(0, 77), (72, 153)] and WAN_LIKE.total_frames(2) == 153
     with pytest.raises(ValueError, match="width has to be a positive multiple of 16"):
         WAN_LIKE.check_size(480, 100)
     with pytest.raises(ValueError, match="overlap_frames"):
