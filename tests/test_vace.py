@@ -130,7 +130,7 @@ def test_start_image_becomes_the_reference_image():
         reference_image(image[..., :2])
 
 
-def test_tiny_checkpoint_loads_through_the_real_loader_and_runs(tiny_folder):
+def test_tiny_checkpoint_loads_through_the_real_loader_and_runs(tiny_folder, one_torch_thread):
     pipe = load_vace_pipeline(tiny_folder)
     assert isinstance(pipe, WanVACEPipeline) and pipe.vae.dtype == torch.float32
     pipe.set_progress_bar_config(disable=True)

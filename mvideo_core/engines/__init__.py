@@ -10,9 +10,10 @@ from typing import Any
 
 from mvideo_core.engines.base import EngineError, GenerationEngine, PreparedGeneration
 from mvideo_core.engines.mvideo import MVideoEngine, MVideoPrepared
+from mvideo_core.engines.vace import VaceEngine, VacePrepared
 
 DEFAULT_ENGINE = MVideoEngine.name
-ENGINES: dict[str, type[GenerationEngine]] = {MVideoEngine.name: MVideoEngine}
+ENGINES: dict[str, type[GenerationEngine]] = {engine.name: engine for engine in (MVideoEngine, VaceEngine)}
 
 
 def get_engine(name: str) -> type[GenerationEngine]:
@@ -40,6 +41,8 @@ __all__ = [
     "MVideoEngine",
     "MVideoPrepared",
     "PreparedGeneration",
+    "VaceEngine",
+    "VacePrepared",
     "as_engine",
     "get_engine",
 ]

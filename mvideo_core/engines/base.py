@@ -64,6 +64,22 @@ class PreparedGeneration:
         return None if self.start_image is None else hashlib.sha1(self.start_image.tobytes()).hexdigest()
 
 
+def interrupt_when(is_cancelled: Callable[[], bool]) -> Callable[..., dict]:
+    """A diffusers `callback_on_step_end` that interrupts the pipeline after the step in which `is_cancelled()`."""
+
+    def on_step_end(pipe, i, t, kwargs):
+        if is_cancelled():
+            pipe._interrupt = True
+        return {}
+
+    return on_step_end
+
+
+def frames_to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Pipeline frames float [T, H, W, 3] in [0, 1] -> uint8 (rounded)."""
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 class GenerationEngine(ABC):
     """One base model behind the long-video loop. Subclasses live one per file in `mvideo_core/engines/`.
 

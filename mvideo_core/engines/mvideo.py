@@ -20,7 +20,7 @@ import torch
 
 from mvideo_core.budget import Budget
 from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
-from mvideo_core.engines.base import GenerationEngine, PreparedGeneration
+from mvideo_core.engines.base import GenerationEngine, PreparedGeneration, frames_to_uint8, interrupt_when
 from mvideo_core.masks import MaskSet
 from mvideo_core.pipeline_mvideo import MVideoPipeline
 from mvideo_core.settings import GenerationSettings
@@ -166,11 +166,6 @@ class MVideoEngine(GenerationEngine):
             raise TypeError("generate_clip takes what this engine's prepare() returned")
         s = prepared.settings
 
-        def on_step_end(pipe, i, t, kwargs):
-            if is_cancelled():
-                pipe._interrupt = True
-            return {}
-
         out = self.pipe(
             prompt_embeds=prepared.prompt_embeds,
             negative_prompt_embeds=prepared.negative_prompt_embeds,
@@ -187,9 +182,8 @@ class MVideoEngine(GenerationEngine):
             previous_frames=previous,
             condition_size=s.condition_size,
             output_type="np",
-            callback_on_step_end=on_step_end,
+            callback_on_step_end=interrupt_when(is_cancelled),
         )
         if self.pipe.interrupt:
             return None
-        frames = out.frames[0]  # float [T, H, W, 3] in [0, 1]
-        return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return frames_to_uint8(out.frames[0])  # float [T, H, W, 3] in [0, 1] -> uint8
