@@ -20,6 +20,10 @@ thread's CPU time, min and median; a ratio is the median of the per-repetition r
 
 Engines: `ENGINES` maps an engine name to its bench; `--engine` picks some (default all). Another engine adds one
 function returning (figures, targets) with names prefixed by the engine (e.g. `vace_`).
+4. VACE (`--engine vace`): a step of the tiny Wan2.1-VACE config beside the tiny MVideo one (each on its own
+   continuation clip's latents at 64x96), then section 3 on the tiny VACE engine: 16 s / 4 s time, continuation clips
+   flat (gates vace_last_over_first_continuation_clip <= 1.15) and peak memory growth 16 s vs 4 s (gates
+   vace_mem_growth_16s_over_4s <= 1.5). Real-size cost per clip: `bench/clip_flops.py` (FLOPs, docs/engines.md).
 Busy-neighbour check: run with `--busy` (a second process burning one core) and without; the verdict is the same
 (figures in the docstring of the commit that last changed this file).
 """
@@ -218,19 +222,30 @@ def bench_mask_guidance(size: LayerSize, repeats: int, steps: int = 1) -> dict[s
 # -- end to end, tiny pipeline (fresh processes) ----------------------------------------------------------------------
 
 
-def child(steps: int, repeats: int, out: str) -> None:
+def _tiny_engine(name: str) -> tuple[object, ClipSpec]:
+    """The tiny random model of engine `name` (loaded in this process) and its clip spec."""
+    if name == "vace":
+        from mvideo_core.engines import VaceEngine
+
+        engine = VaceEngine.load_tiny_random()
+        return engine, engine.spec
+    from mvideo_core.tiny import tiny_pipeline
+
+    return tiny_pipeline("5b", seed=0), SPEC
+
+
+def child(engine_name: str, steps: int, repeats: int, out: str) -> None:
     """Long-video runs in this fresh process, printed as one JSON line: after a warm-up 4 s run, 4 s and 16 s runs
     interleaved (CPU seconds of each clip), then the peak RSS growth of one 4 s and one 16 s run above the loaded
     pipeline (glibc returns freed buffers here, see `bench_long`, so each peak counts only its own run)."""
     from mvideo_core.long_video import generate_long_video
     from mvideo_core.masks import MaskSet
-    from mvideo_core.tiny import tiny_pipeline
 
-    pipe = tiny_pipeline("5b", seed=0)
-    m = np.zeros((1, SPEC.total_frames(SPEC.num_clips(LONG_SECONDS)), 64, 96), dtype=bool)
+    pipe, spec = _tiny_engine(engine_name)
+    m = np.zeros((1, spec.total_frames(spec.num_clips(LONG_SECONDS)), 64, 96), dtype=bool)
     for i in range(m.shape[1]):
         m[0, i, 16:48, (i % 60) : (i % 60) + 30] = True
-    masks = MaskSet(m, fps=SPEC.fps)
+    masks = MaskSet(m, fps=spec.fps)
 
     def run(seconds: int, folder: str) -> list[float]:
         """CPU seconds of each clip (and the final join as the last entry); only the figures are kept."""
@@ -249,7 +264,7 @@ def child(steps: int, repeats: int, out: str) -> None:
             t0 = now
         return clips
 
-    short = int(SPEC.clip_seconds)
+    short = int(spec.clip_seconds)
     run(short, f"{out}/warmup")  # first-call costs (allocator, lazy init) are not part of the figures
     lengths = (short, LONG_SECONDS)
     times: dict[int, list[list[float]]] = {s: [] for s in lengths}
@@ -265,11 +280,11 @@ def child(steps: int, repeats: int, out: str) -> None:
     print(json.dumps({"times": times, "growth_mib": growth, "loaded_mib": before}))
 
 
-def bench_long(steps: int, repeats: int) -> dict[str, float]:
+def bench_long(steps: int, repeats: int, engine: str = "mvideo") -> dict[str, float]:
     # glibc: every tensor buffer from its own mmap, returned on free, so the peak RSS follows the live tensors
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, __file__, "--child", str(steps), str(repeats), tmp]
+        cmd = [sys.executable, __file__, "--child", engine, str(steps), str(repeats), tmp]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
     times, growth = result["times"], result["growth_mib"]
@@ -339,13 +354,76 @@ def bench_mvideo(quick: bool) -> tuple[dict[str, float], dict[str, str]]:
     return figures, targets
 
 
-ENGINES: dict[str, Callable[[bool], tuple[dict[str, float], dict[str, str]]]] = {"mvideo": bench_mvideo}
+@torch.no_grad()
+def bench_tiny_steps(repeats: int) -> dict[str, timing.Timing]:
+    """One transformer pass of each engine's tiny config on its own continuation clip at 64x96: MVideo 33 frames
+    (9 latent frames, mask channels, cached appearance + motion conditions) and VACE 81 frames + the reference image
+    (22 latent frames, the control stream through its VACE blocks)."""
+    from mvideo_core.tiny import TINY_LATENT_CHANNELS, TINY_TEXT_DIM, TINY_TEXT_LENGTH, tiny_transformer
+    from mvideo_core.tiny_wan import TINY_WAN_TEXT_DIM, TINY_WAN_TEXT_LENGTH, tiny_wan_transformer
+    from mvideo_core.transformer import ConditionLatents, MVideoTransformer3DModel
+
+    g = torch.Generator().manual_seed(0)
+    mvideo = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("5b"))
+    c, (h, w) = TINY_LATENT_CHANNELS, (8, 12)
+    x = torch.randn(1, 9, c, h, w, generator=g)  # [B, F, C, H, W]
+    text = torch.randn(1, TINY_TEXT_LENGTH, TINY_TEXT_DIM, generator=g)
+    mask = torch.randn(1, 9, c, h, w, generator=g)
+    conditions = ConditionLatents(torch.randn(1, 1, c, h, w, generator=g), torch.randn(1, 9, c, 4, 6, generator=g))
+    cache = mvideo.condition_cache(conditions, h // 2, w // 2)
+    vace = tiny_wan_transformer()
+    xv = torch.randn(1, 16, 22, h, w, generator=g)  # [B, C, F, H, W]
+    control = torch.randn(1, 96, 22, h, w, generator=g)
+    text_v = torch.randn(1, TINY_WAN_TEXT_LENGTH, TINY_WAN_TEXT_DIM, generator=g)
+    t = torch.tensor([500])
+    return timing.measure(
+        {
+            "mvideo": lambda: mvideo(x, text, t, mask_latents=mask, condition_latents=cache),
+            "vace": lambda: vace(
+                hidden_states=xv, timestep=t, encoder_hidden_states=text_v, control_hidden_states=control
+            ),
+        },
+        repeats,
+    )
+
+
+def bench_vace(quick: bool) -> tuple[dict[str, float], dict[str, str]]:
+    """Wan2.1-VACE: its tiny config's step beside MVideo's, then the tiny engine end to end (clips of 81 frames at
+    16 fps, the first 65; 17 known frames carried into every later clip)."""
+    steps = bench_tiny_steps(5 if quick else 20)
+    figures = {
+        **steps["mvideo"].figures("mvideo_tiny_step"),
+        **steps["vace"].figures("vace_tiny_step"),
+        **timing.ratio(steps["vace"], steps["mvideo"]).figures("vace_over_mvideo_tiny_step"),
+    }
+    print(
+        f"tiny step (64x96, one continuation clip's latents): MVideo {steps['mvideo'].min * 1e3:.1f} ms "
+        f"(9 latent frames), VACE {steps['vace'].min * 1e3:.1f} ms (22 latent frames + control), "
+        f"x{figures['vace_over_mvideo_tiny_step']:.2f}"
+    )
+    long = bench_long(steps=2 if quick else 10, repeats=1 if quick else 3, engine="vace")
+    figures.update({f"vace_{k.removeprefix('tiny_')}": v for k, v in long.items()})
+    print(
+        f"tiny VACE end to end: 16 s / 4 s x{figures['vace_time_16s_over_4s']:.2f}, continuation / first clip "
+        f"x{figures['vace_continuation_clip_over_clip0']:.2f} (81 vs 65 frames), last / first continuation clip "
+        f"x{figures['vace_last_over_first_continuation_clip']:.2f}; memory growth above the loaded pipeline "
+        f"({figures['vace_loaded_mib']:.0f} MiB) 4 s {figures['vace_mem_growth_4s_mib']:.1f} MiB, 16 s "
+        f"{figures['vace_mem_growth_16s_mib']:.1f} MiB"
+    )
+    targets = {"vace_last_over_first_continuation_clip": "<= 1.15", "vace_mem_growth_16s_over_4s": "<= 1.5"}
+    return figures, targets
+
+
+ENGINES: dict[str, Callable[[bool], tuple[dict[str, float], dict[str, str]]]] = {
+    "mvideo": bench_mvideo,
+    "vace": bench_vace,
+}
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        steps, repeats, out = sys.argv[2:5]
-        child(int(steps), int(repeats), out)
+        engine, steps, repeats, out = sys.argv[2:6]
+        child(engine, int(steps), int(repeats), out)
         return
     parser = timing.parser(__doc__)
     parser.add_argument("--engine", choices=sorted(ENGINES), action="append", help="engines to bench (default: all)")
