@@ -13,7 +13,7 @@ from mvideo_core.extraction import (
     ExtractionError,
     extract_masks,
 )
-from mvideo_core.extraction.base import region_of_prompt
+from mvideo_core.extraction.base import region_of_prompt, span_of_prompt
 from mvideo_core.samples import list_samples, make_sample
 
 
@@ -32,7 +32,7 @@ def shapes():
     return make_sample("shapes", size=(120, 180), num_frames=17)
 
 
-def test_mean_iou_on_all_samples_at_least_0_90():
+def test_mean_iou_on_all_samples_at_least_0_95():
     ious, per_sample = [], {}
     for name in list_samples():
         video, gt = make_sample(name)
@@ -47,8 +47,8 @@ def test_mean_iou_on_all_samples_at_least_0_90():
         per_sample[name] = float(np.mean(scores))
         ious += scores
     assert {"shapes", "zoom"} <= set(per_sample)  # partial occlusion and a 3x scale change are both scored
-    assert np.mean(ious) >= 0.90, per_sample
-    assert min(per_sample.values()) >= 0.85, per_sample
+    assert np.mean(ious) >= 0.95, per_sample  # 0.96 measured (shapes 0.99, zoom 0.98, figure 0.90)
+    assert min(per_sample.values()) >= 0.88, per_sample
 
 
 def test_prompt_on_a_middle_frame_tracks_both_ways(shapes):
@@ -157,21 +157,31 @@ def test_regions_split_between_prompt_frames_at_the_midpoint():
     assert region_of_prompt([3, 4], 4, 5) == (4, 4)
 
 
-def test_refinement_repropagates_only_the_frames_it_owns(shapes):
+def test_each_prompt_reaches_its_neighbouring_prompts():
+    assert span_of_prompt([0], 0, 10) == (0, 9)
+    assert span_of_prompt([0, 10], 10, 33) == (1, 32)
+    assert span_of_prompt([0, 10], 0, 33) == (0, 9)
+    assert span_of_prompt([0, 8, 16], 8, 17) == (1, 15)
+
+
+def test_refinement_repropagates_only_up_to_the_neighbouring_prompts(shapes):
+    """Each prompt is carried both ways up to the next prompts; a refinement on frame 8 between prompts on 0 and 16
+    recomputes frames 1..15 (fusing its masks with those carried from 0 and from 16), nothing else."""
     video, gt = shapes
     tracker = ClassicTracker()
     session = tracker.start(video.frames, video.fps)
     tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    tracker.add_prompt(session, 1, 16, box=_box(gt.masks[0, 16]))
     steps = []
     first = tracker.propagate(session, progress=lambda done, total, what: steps.append(total), show_progress=False)
-    assert steps[-1] == 16
-    # refine on frame 12 with a click: frames 7..16 belong to it (nearer 12 than 0); 0..6 must not change
-    tracker.add_prompt(session, 1, 12, points=[[5, 5]], labels=[0])
+    assert steps[-1] == 15 + 15  # forward 0 -> 15, backward 16 -> 1
+    tracker.add_prompt(session, 1, 8, points=[[5, 5]], labels=[0])
     steps.clear()
     second = tracker.propagate(session, progress=lambda done, total, what: steps.append(total), show_progress=False)
-    assert steps[-1] == (12 - 7) + (16 - 12)
-    np.testing.assert_array_equal(second.masks[0, :7], first.masks[0, :7])
-    assert second.meta["prompt_frames"] == {"1": [0, 12]}
+    assert steps[-1] == (15 - 8) + (8 - 1)
+    np.testing.assert_array_equal(second.masks[0, [0, 16]], first.masks[0, [0, 16]])
+    assert second.meta["prompt_frames"] == {"1": [0, 8, 16]}
+    assert np.mean([_iou(second.masks[0, t], gt.masks[0, t]) for t in range(17)]) > 0.9
 
 
 def test_positive_click_alone_segments_the_object(shapes):
@@ -182,6 +192,30 @@ def test_positive_click_alone_segments_the_object(shapes):
     mask = tracker.add_prompt(session, 1, 0, points=[[xs[len(xs) // 2], ys[len(ys) // 2]]], labels=[1])
     assert mask[ys[len(ys) // 2], xs[len(xs) // 2]]
     assert _iou(mask, gt.masks[1, 0]) > 0.5
+
+
+def test_clicks_always_change_the_mask_where_made(shapes):
+    """Issue 21: four include-clicks on a frame changed nothing. A positive click adds what it points at (the
+    similar-coloured region around it), a negative one removes it, on the clicked frame and on the frames carried
+    from it."""
+    video, gt = shapes
+    tracker = ClassicTracker()
+    session = tracker.start(video.frames[:6], video.fps)
+    tracker.add_prompt(session, 1, 0, box=_box(gt.masks[0, 0]))
+    tracker.propagate(session, show_progress=False)
+    ys, xs = np.nonzero(cv2.erode(gt.masks[1, 3].astype(np.uint8), np.ones((7, 7), np.uint8)))
+    px, py = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])  # inside the other object: not in object 1's mask
+    before = tracker.result(session).masks[0, 3]
+    assert not before[py, px]
+    grown = tracker.add_prompt(session, 1, 3, points=[[px, py]], labels=[1])
+    assert grown[py, px] and (grown & gt.masks[1, 3]).sum() > 0.3 * gt.masks[1, 3].sum()
+    ys, xs = np.nonzero(cv2.erode(gt.masks[0, 3].astype(np.uint8), np.ones((9, 9), np.uint8)))
+    qx, qy = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
+    cut = tracker.add_prompt(session, 1, 3, points=[[qx, qy]], labels=[0])
+    assert not cut[qy, qx] and cut[py, px]  # the earlier click still holds
+    result = tracker.propagate(session, show_progress=False)
+    np.testing.assert_array_equal(result.masks[0, 3], cut)
+    assert result.meta["frame_states"][0]["frames"][3]["state"] == "prompted"
 
 
 def test_cancel_keeps_finished_frames_and_a_rerun_finishes(shapes):

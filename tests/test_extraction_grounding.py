@@ -153,6 +153,12 @@ def test_cli_threshold_outside_0_1_is_refused(tmp_path, sample, capsys, value):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("value", [float("nan"), 1.5, -0.1, True])
+def test_thresholds_outside_0_1_are_refused(value):
+    with pytest.raises(ExtractionError, match="box_threshold is a probability in \\[0, 1\\]"):
+        GroundingSettings(box_threshold=value)
+
+
 @pytest.mark.parametrize("text", ["", " . ", ",", []])
 def test_empty_text_is_explained(text):
     with pytest.raises(ExtractionError, match="holds no phrase"):

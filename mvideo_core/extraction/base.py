@@ -145,6 +145,21 @@ class PackedMasks:
         return out
 
 
+# Per-frame state of an object: given by the user, followed with confidence, followed but doubtful, or not found.
+FRAME_STATES = ("prompted", "tracked", "uncertain", "lost")
+TRACKED_MIN_SCORE = 0.6  # a carried mask scoring below this is `uncertain`
+LOST_BELOW_SCORE = 0.25  # ... below this (or empty) `lost`
+
+
+def frame_state(score: float, empty: bool, prompted: bool = False) -> str:
+    """The state of one frame from its score in [0, 1] (trackers define it; see each tracker's `_carry`)."""
+    if prompted:
+        return "prompted"
+    if empty or not score >= LOST_BELOW_SCORE:
+        return "lost"
+    return "tracked" if score >= TRACKED_MIN_SCORE else "uncertain"
+
+
 @dataclass
 class TrackedObject:
     """One object in a session: its prompts per frame and its masks at video resolution."""
@@ -156,6 +171,68 @@ class TrackedObject:
     prompts: dict[int, Prompt] = field(default_factory=dict)
     pending: set[int] = field(default_factory=set)  # prompt frames whose region must be (re)propagated
     state: dict[str, Any] = field(default_factory=dict)  # tracker-specific per-object state
+    scores: np.ndarray | None = None  # float32 [T]: the tracker's confidence in each frame's mask, in [0, 1]
+    empty: np.ndarray | None = None  # bool [T]: the frame's mask is empty
+
+    def __post_init__(self) -> None:
+        t = len(self.done)
+        self.scores = np.zeros(t, np.float32) if self.scores is None else self.scores
+        self.empty = np.ones(t, bool) if self.empty is None else self.empty
+
+    def set_mask(self, t: int, mask: np.ndarray, score: float) -> None:
+        """Store frame t's mask (bool [H, W] at video resolution) and its score."""
+        self.masks[t] = mask
+        self.empty[t] = not mask.any()
+        self.scores[t] = float(np.clip(score, 0.0, 1.0)) if np.isfinite(score) else 0.0
+        self.done[t] = True
+
+    def frame_states(self) -> list[dict[str, Any]]:
+        """`[{"frame", "state", "score"}]` for every frame with a mask (what extraction.json and mask files hold)."""
+        return [
+            {
+                "frame": int(t),
+                "state": frame_state(self.scores[t], bool(self.empty[t]), t in self.prompts),
+                "score": round(float(self.scores[t]), 3),
+            }
+            for t in np.flatnonzero(self.done)
+        ]
+
+
+def state_spans(frames: list[dict[str, Any]], states: Sequence[str]) -> list[tuple[int, int]]:
+    """Runs of consecutive frames whose state is in `states`: [(first, last), ...]."""
+    spans: list[tuple[int, int]] = []
+    for f in frames:
+        if f["state"] not in states:
+            continue
+        if spans and spans[-1][1] == f["frame"] - 1:
+            spans[-1] = (spans[-1][0], f["frame"])
+        else:
+            spans.append((f["frame"], f["frame"]))
+    return spans
+
+
+def _spans_text(spans: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def state_report(name: str, frames: list[dict[str, Any]]) -> list[str]:
+    """Sentences for the user about one object's doubtful frames, e.g. "person: lost on frames 8-42: add a click
+    there" (empty when every frame is prompted or tracked)."""
+    lines = []
+    lost, uncertain = state_spans(frames, ("lost",)), state_spans(frames, ("uncertain",))
+    if lost:
+        lines.append(f"{name}: lost on frames {_spans_text(lost)}: add a click there")
+    if uncertain:
+        lines.append(f"{name}: uncertain on frames {_spans_text(uncertain)}: check them, add a click where wrong")
+    return lines
+
+
+def state_counts(frames: list[dict[str, Any]]) -> dict[str, int]:
+    """How many frames are in each state (all four keys present)."""
+    counts = dict.fromkeys(FRAME_STATES, 0)
+    for f in frames:
+        counts[f["state"]] += 1
+    return counts
 
 
 @dataclass
@@ -245,14 +322,26 @@ def region_of_prompt(prompt_frames: Sequence[int], p: int, num_frames: int) -> t
     return lo, hi
 
 
-def plan_sweeps(session: TrackerSession) -> tuple[dict[int, list[tuple[int, int]]], dict[int, list[tuple[int, int]]]]:
-    """Per object, the (prompt frame, last frame) spans to carry forward and backward for its pending prompts."""
+def span_of_prompt(prompt_frames: Sequence[int], p: int, num_frames: int) -> tuple[int, int]:
+    """Frames reached from prompt frame `p` when each prompt is carried both ways up to its neighbouring prompts
+    (frames between two prompts get a mask from each side, to be fused)."""
+    before = [q for q in prompt_frames if q < p]
+    after = [q for q in prompt_frames if q > p]
+    return (before[-1] + 1 if before else 0), (after[0] - 1 if after else num_frames - 1)
+
+
+def plan_sweeps(
+    session: TrackerSession, both_sides: bool = False
+) -> tuple[dict[int, list[tuple[int, int]]], dict[int, list[tuple[int, int]]]]:
+    """Per object, the (prompt frame, last frame) spans to carry forward and backward for its pending prompts: up to
+    the midpoint between prompts, or (`both_sides`) up to the neighbouring prompts."""
     forward: dict[int, list[tuple[int, int]]] = {}
     backward: dict[int, list[tuple[int, int]]] = {}
+    span = span_of_prompt if both_sides else region_of_prompt
     for obj in session.objects.values():
         frames = sorted(obj.prompts)
         for p in sorted(obj.pending):
-            lo, hi = region_of_prompt(frames, p, session.num_frames)
+            lo, hi = span(frames, p, session.num_frames)
             if hi > p:
                 forward.setdefault(obj.obj_id, []).append((p, hi))
             if lo < p:
@@ -280,16 +369,20 @@ class Tracker:
 
     name: str = "tracker"
     description: str = ""
+    # carry each prompt both ways up to its neighbouring prompts (the tracker fuses the two masks of frames between
+    # prompts) instead of up to the midpoint
+    both_sides: bool = False
 
     # -- engine hooks ----------------------------------------------------------------------------------------
     def _init_session(self, session: TrackerSession) -> None:
         pass
 
-    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> np.ndarray:
+    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> tuple[np.ndarray, float]:
+        """The mask of `obj` on its prompt frame, bool [H, W] at video resolution, and its score in [0, 1]."""
         raise NotImplementedError
 
     def _carry(self, session: TrackerSession, src: int, dst: int, obj_ids: list[int], reverse: bool) -> None:
-        """Fill `obj.masks[dst]` for every object in `obj_ids` from frame `src`."""
+        """Fill frame `dst` of every object in `obj_ids` from frame `src` (`obj.set_mask(dst, mask, score)`)."""
         raise NotImplementedError
 
     def _forget_object(self, session: TrackerSession, obj_id: int) -> None:
@@ -345,7 +438,7 @@ class Tracker:
         obj.prompts[frame_idx] = old.merged(prompt) if old is not None else prompt
         try:
             self._prepare(session)
-            mask = self._segment_prompt(session, obj, frame_idx)
+            mask, score = self._segment_prompt(session, obj, frame_idx)
         except Exception as err:
             if old is None:
                 obj.prompts.pop(frame_idx)
@@ -357,8 +450,7 @@ class Tracker:
             if isinstance(err, ExtractionError):
                 raise
             raise self._failed(session, f"on the prompt for object {obj_id} on frame {frame_idx}", err) from err
-        obj.masks[frame_idx] = mask
-        obj.done[frame_idx] = True
+        obj.set_mask(frame_idx, mask, score)
         obj.pending.add(frame_idx)
         return mask
 
@@ -378,7 +470,7 @@ class Tracker:
             self._prepare(session)
         except Exception as err:
             raise self._failed(session, "while preparing to propagate", err) from err
-        forward, backward = plan_sweeps(session)
+        forward, backward = plan_sweeps(session, both_sides=self.both_sides)
         plans = []
         if reverse in (None, False):
             plans.append((False, sweep_steps(forward, reverse=False)))
@@ -399,8 +491,6 @@ class Tracker:
                         self._carry(session, src, dst, obj_ids, rev)
                     except Exception as err:
                         raise self._failed(session, f"carrying masks from frame {src} to {dst}", err) from err
-                    for obj_id in obj_ids:
-                        session.objects[obj_id].done[dst] = True
                     done += 1
                     bar.update(1)
                     if progress is not None:
@@ -430,6 +520,13 @@ class Tracker:
         except Exception as err:
             raise self._failed(session, f"removing object {obj_id}", err) from err
 
+    def frame_states(self, session: TrackerSession) -> list[dict[str, Any]]:
+        """`[{"id", "name", "frames": [{"frame", "state", "score"}]}]` for every object, ids sorted."""
+        return [
+            {"id": i, "name": session.objects[i].name, "frames": session.objects[i].frame_states()}
+            for i in sorted(session.objects)
+        ]
+
     def result(self, session: TrackerSession) -> MaskSet:
         """The session's masks as a `MaskSet` bool [K, T, H, W], ids sorted; `meta` names the tracker."""
         ids = sorted(session.objects)
@@ -441,4 +538,5 @@ class Tracker:
         if getattr(self, "status", None):
             meta["tracker_status"] = self.status  # e.g. why the weight-free fallback is in use
         meta["prompt_frames"] = {str(i): sorted(session.objects[i].prompts) for i in ids}
+        meta["frame_states"] = self.frame_states(session)
         return MaskSet(masks, session.fps, ids=ids, names=[session.objects[i].name for i in ids], meta=meta)

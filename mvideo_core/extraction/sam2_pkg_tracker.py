@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mvideo_core.extraction.base import ExtractionError, TrackedObject, Tracker, TrackerSession
-from mvideo_core.extraction.sam2_tracker import IMAGENET_MEAN, IMAGENET_STD, LazyFrames
+from mvideo_core.extraction.sam2_tracker import COLLAPSED, IMAGENET_MEAN, IMAGENET_STD, LazyFrames
 
 INSTALL_HINT = (
     "install sam2 and torchvision to use Meta .pt checkpoints (pip install sam2==1.1.0 hydra-core iopath "
@@ -99,10 +99,33 @@ class Sam2PackageTracker(Tracker):
         # the package keeps mask memories in bfloat16 and expects autocast around inference (as in its README)
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _presence(self, session: TrackerSession, obj_id: int, frame_idx: int) -> float:
+        """The package's object score for `obj_id` on a frame as a probability (1.0 where it kept none)."""
+        state = session.engine["state"]
+        idx = state["obj_id_to_idx"].get(obj_id)
+        per_obj = state["output_dict_per_obj"].get(idx, {})
+        for kind in ("cond_frame_outputs", "non_cond_frame_outputs"):
+            out = per_obj.get(kind, {}).get(frame_idx)
+            if out is not None and out.get("object_score_logits") is not None:
+                return float(torch.sigmoid(out["object_score_logits"].float().reshape(-1)[0]))
+        return 1.0
+
+    def _score(self, session: TrackerSession, obj: TrackedObject, frame_idx: int, mask: np.ndarray) -> float:
+        """Object score, capped by the area against the nearest prompt frame's (as `Sam2Tracker._score`)."""
+        score = self._presence(session, obj.obj_id, frame_idx)
+        ref = obj.state.get("prompt_area", {})
+        if ref:
+            nearest = min(ref, key=lambda p: abs(p - frame_idx))
+            if ref[nearest] > 0:
+                score = min(score, float(mask.sum()) / (COLLAPSED * ref[nearest]))
+        return score
+
     @torch.inference_mode()
-    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> np.ndarray:
+    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> tuple[np.ndarray, float]:
         with self._autocast():
-            return self._segment_prompt_amp(session, obj, frame_idx)
+            mask = self._segment_prompt_amp(session, obj, frame_idx)
+        obj.state.setdefault("prompt_area", {})[frame_idx] = int(mask.sum())
+        return mask, self._presence(session, obj.obj_id, frame_idx)
 
     def _segment_prompt_amp(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> np.ndarray:
         prompt = obj.prompts[frame_idx]
@@ -130,7 +153,9 @@ class Sam2PackageTracker(Tracker):
             state, start_frame_idx=dst, max_frame_num_to_track=0, reverse=reverse
         ):
             for obj_id in obj_ids:
-                session.objects[obj_id].masks[frame_idx] = self._video_mask(masks, ids, obj_id)
+                obj = session.objects[obj_id]
+                mask = self._video_mask(masks, ids, obj_id)
+                obj.set_mask(frame_idx, mask, self._score(session, obj, frame_idx, mask))
         for per_obj in state["output_dict_per_obj"].values():
             non_cond = per_obj["non_cond_frame_outputs"]
             for t in [t for t in non_cond if abs(t - dst) > self.memory_window]:

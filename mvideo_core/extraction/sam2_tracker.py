@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from mvideo_core.extraction.base import ExtractionError, TrackedObject, Tracker, TrackerSession
 
+COLLAPSED = 0.35  # a tracked mask under this fraction of the nearest prompt frame's area is doubtful
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAM2_CHECKPOINTS = {
@@ -200,8 +201,25 @@ class Sam2Tracker(Tracker):
             for t in [t for t in non_cond if abs(t - frame_idx) > self.memory_window]:
                 del non_cond[t]
 
+    @staticmethod
+    def _presence(out, obj_idx: int) -> float:
+        """SAM2's object score (its prediction that the object is visible on the frame) as a probability."""
+        logits = out.object_score_logits.reshape(-1).float()
+        return float(torch.sigmoid(logits[obj_idx]))
+
+    def _score(self, session: TrackerSession, obj: TrackedObject, frame_idx: int, mask: np.ndarray, out) -> float:
+        """SAM2's object score, capped by the mask's area against the nearest prompt frame's: a mask shrunk below
+        `COLLAPSED` of it (the object score alone misses such collapses) scores in proportion."""
+        score = self._presence(out, session.engine["sam2"].obj_id_to_idx(obj.obj_id))
+        ref = obj.state.get("prompt_area", {})
+        if ref:
+            nearest = min(ref, key=lambda p: abs(p - frame_idx))
+            if ref[nearest] > 0:
+                score = min(score, float(mask.sum()) / (COLLAPSED * ref[nearest]))
+        return score
+
     @torch.inference_mode()
-    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> np.ndarray:
+    def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> tuple[np.ndarray, float]:
         sess = session.engine["sam2"]
         self._model_prompt(session, obj, frame_idx)
         obj_idx = sess.obj_id_to_idx(obj.obj_id)
@@ -213,14 +231,17 @@ class Sam2Tracker(Tracker):
             per_obj["cond_frame_outputs"][frame_idx] = per_obj["non_cond_frame_outputs"].pop(frame_idx)
         mask = self._masks_from(session, out.pred_masks, obj_idx)
         self._trim_outputs(session, frame_idx)
-        return mask
+        obj.state.setdefault("prompt_area", {})[frame_idx] = int(mask.sum())
+        return mask, self._presence(out, obj_idx)
 
     @torch.inference_mode()
     def _carry(self, session: TrackerSession, src: int, dst: int, obj_ids: list[int], reverse: bool) -> None:
         sess = session.engine["sam2"]
         out = self.model(inference_session=sess, frame_idx=dst, reverse=reverse)
         for obj_id in obj_ids:
-            session.objects[obj_id].masks[dst] = self._masks_from(session, out.pred_masks, sess.obj_id_to_idx(obj_id))
+            obj = session.objects[obj_id]
+            mask = self._masks_from(session, out.pred_masks, sess.obj_id_to_idx(obj_id))
+            obj.set_mask(dst, mask, self._score(session, obj, dst, mask, out))
         self._trim_outputs(session, dst)
 
     def _forget_object(self, session: TrackerSession, obj_id: int) -> None:
