@@ -438,7 +438,9 @@ class Tracker:
         obj.prompts[frame_idx] = old.merged(prompt) if old is not None else prompt
         try:
             self._prepare(session)
-            mask, score = self._segment_prompt(session, obj, frame_idx)
+            segmented = self._segment_prompt(session, obj, frame_idx)
+            # (mask, score), or a mask alone from trackers that give no score
+            mask, score = segmented if isinstance(segmented, tuple) else (segmented, 1.0)
         except Exception as err:
             if old is None:
                 obj.prompts.pop(frame_idx)
@@ -487,10 +489,20 @@ class Tracker:
                             "call propagate again to finish",
                             partial=self.result(session),
                         )
+                    for obj_id in obj_ids:
+                        session.objects[obj_id].scores[dst] = np.nan  # set_mask fills it
                     try:
                         self._carry(session, src, dst, obj_ids, rev)
                     except Exception as err:
+                        for obj_id in obj_ids:
+                            scores = session.objects[obj_id].scores
+                            scores[dst] = 0.0 if np.isnan(scores[dst]) else scores[dst]
                         raise self._failed(session, f"carrying masks from frame {src} to {dst}", err) from err
+                    for obj_id in obj_ids:
+                        obj = session.objects[obj_id]
+                        if np.isnan(obj.scores[dst]):  # a tracker that wrote `obj.masks[dst]` itself: no score
+                            mask = obj.masks[dst]
+                            obj.set_mask(dst, mask, 1.0 if mask.any() else 0.0)
                     done += 1
                     bar.update(1)
                     if progress is not None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mvideo_core.extraction.base import Detections, ExtractionError
+
+if TYPE_CHECKING:  # torch loads with the model, not with this module (the classic tracker's CLI needs no torch)
+    import torch
 
 GROUNDING_DINO_CHECKPOINTS = {"tiny": "IDEA-Research/grounding-dino-tiny", "base": "IDEA-Research/grounding-dino-base"}
 
@@ -75,6 +78,7 @@ class GroundingDinoDetector:
         settings: GroundingSettings | None = None,
         device: str | torch.device | None = None,
     ):
+        import torch
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
         self.settings = settings or GroundingSettings()
@@ -143,6 +147,8 @@ class GroundingDinoDetector:
         phrase is the one holding that token's phrase's highest probability. transformers names a box only by the
         tokens above `text_threshold`, so a box scoring between `box_threshold` and `text_threshold` came back with
         no name and was dropped: a box threshold below the text threshold had no effect."""
+        import torch
+
         h, w = size
         probs = outputs.logits[0].float().sigmoid().cpu()  # [Q, max_text_len]
         scores = probs.max(dim=-1).values  # [Q]
@@ -176,9 +182,10 @@ class GroundingDinoDetector:
         scores = result["scores"].float().cpu().numpy()
         return [(b, float(s), self._match(n, group)) for b, s, n in zip(box, scores, names) if n]
 
-    @torch.inference_mode()
     def detect(self, frame: np.ndarray, phrases: Sequence[str] | str, frame_idx: int = 0) -> Detections:
         """Boxes (xyxy pixels), scores and phrase labels on `frame` (uint8 [H, W, 3] RGB); may be empty."""
+        import torch
+
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             raise ExtractionError(
                 f"a frame must be uint8 [H, W, 3] RGB, got {getattr(frame, 'dtype', type(frame))} "
@@ -190,7 +197,8 @@ class GroundingDinoDetector:
         for group in self._queries(phrases):
             text = " . ".join(group) + " ."
             inputs = self.processor(images=frame, text=text, return_tensors="pt").to(self.device)
-            outputs = self.model(**inputs)
+            with torch.inference_mode():
+                outputs = self.model(**inputs)
             for b, score, label in self._boxes_and_labels(outputs, inputs.input_ids[0], group, (h, w)):
                 if b[2] - b[0] < 1 or b[3] - b[1] < 1:
                     continue  # a box that collapsed to a line after clipping
@@ -210,6 +218,7 @@ def save_random_grounding_dino(folder: str | os.PathLike, phrases: Sequence[str]
     """Write a tiny random-weight Grounding DINO with its processor (a WordPiece vocabulary of `phrases`' words)."""
     from pathlib import Path
 
+    import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import (
         BertTokenizerFast,
