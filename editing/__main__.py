@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from editing.recipe import load, reference_markdown, render
+from editing.recipe import load, load_sources, reference_markdown, render
 from mvideo_core.budget import add_budget_arguments, budget_from_args, use_budget
 from mvideo_core.masks import MaskSet, load_masks, save_masks
 
@@ -25,18 +25,6 @@ DOCS_START, DOCS_END = "<!-- ops:start (python -m editing docs --write docs/edit
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
-
-
-def _sources(pairs: list[str]) -> dict[str, MaskSet]:
-    sources = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise CommandError(f"--source takes NAME=MASKFILE (the name the recipe uses), got {pair!r}")
-        if name in sources:
-            raise CommandError(f"--source {name} is given twice")
-        sources[name] = load_masks(path)
-    return sources
 
 
 def _writable(out: Path) -> None:
@@ -70,7 +58,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _writable(out)
     recipe = load(args.recipe)
-    result = render(recipe, _sources(args.source))
+    result = render(recipe, load_sources(args.source))
     for warning in result.meta.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     _save_atomic(result, out)

@@ -64,7 +64,7 @@ from editing.ops import OPS, CheckContext, Param, RecipeError, RenderContext, ch
 from editing.ops import markdown as ops_markdown
 from editing.transforms import EditError
 from mvideo_core.budget import default_budget
-from mvideo_core.masks import MaskSet
+from mvideo_core.masks import MaskSet, load_masks
 
 VERSION = 1
 
@@ -286,6 +286,19 @@ def recipe_from_maskset(source: str, masks: MaskSet) -> dict[str, Any]:
             for k, (i, n) in enumerate(zip(masks.ids, masks.names))
         ],
     }
+
+
+def load_sources(pairs: list[str], fps: float | None = None) -> dict[str, MaskSet]:
+    """Sources from command-line pairs `NAME=MASKFILE` (any mask format, by extension): name -> MaskSet."""
+    sources: dict[str, MaskSet] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise RecipeError(f"--source takes NAME=MASKFILE (the name the recipe uses), got {pair!r}")
+        if name in sources:
+            raise RecipeError(f"--source {name} is given twice")
+        sources[name] = load_masks(path, fps=fps)
+    return sources
 
 
 # -- rendering -----------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
         --seconds 16 --out projects/moon --base-model THUDM/CogVideoX-5b --mvideo-weights path/or/hub-id
 
 `--masks` takes a mask file (`.zip` PNGs, `.npz`, label `.mp4`, COCO `.json`), a folder holding one, or a folder of
-per-frame PNGs. Without `--masks` the video follows the text only. `--tiny-random` runs the whole path on a tiny
-random model (noise-like output) for smoke tests, with no download.
+per-frame PNGs; `--recipe edit.json --source NAME=MASKFILE ...` renders an edit recipe (editing.recipe) into the
+masks instead, recorded in generation.json. Without either the video follows the text only. `--tiny-random` runs
+the whole path on a tiny random model (noise-like output) for smoke tests, with no download.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from editing.recipe import load as load_recipe
+from editing.recipe import load_sources, render
 from mvideo_core.budget import add_budget_arguments, budget_from_args
 from mvideo_core.clip_spec import MASK_POLICIES, MASK_POLICY_HELP
 from mvideo_core.engines import DEFAULT_ENGINE, ENGINES, EngineError, get_engine
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--masks", type=Path, default=None, help="mask file or folder (omit for text only)")
     p.add_argument("--mask-fps", type=float, default=None, help="frame rate of masks that carry none (default 8)")
+    p.add_argument("--recipe", type=Path, default=None, help="an edit recipe (.json) rendered into the masks")
+    p.add_argument(
+        "--source", action="append", default=[], metavar="NAME=MASKFILE", help="a mask file the recipe names"
+    )
     p.add_argument(
         "--mask-policy",
         choices=MASK_POLICIES,
@@ -135,6 +142,16 @@ def load_masks_arg(path: Path, fps: float | None = None) -> MaskSet:
     return load_masks(path, fps=fps)
 
 
+def render_recipe_arg(path: Path, pairs: list[str], fps: float | None = None) -> tuple[MaskSet, dict]:
+    """The masks an edit recipe renders to from its `NAME=MASKFILE` sources, and how they were made (recorded)."""
+    recipe = load_recipe(path)
+    masks = render(recipe, load_sources(pairs, fps))
+    for warning in masks.meta.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    sources = dict(pair.partition("=")[::2] for pair in pairs)
+    return masks, {"recipe_file": str(path), "recipe": recipe, "sources": sources}
+
+
 def settings_from_args(args: argparse.Namespace, start_image: np.ndarray | None = None) -> GenerationSettings:
     """The one `GenerationSettings` of this run (raises SettingsError naming the field)."""
     return GenerationSettings(
@@ -165,13 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         settings_from_args(args)  # every number checked before anything loads (the start image comes later)
     except SettingsError as err:
         return _error(f"{SETTING_FLAGS.get(err.field, err.field)} {err.problem}")
-    if args.mask_guidance != 1 and args.masks is None:
+    if args.recipe is not None and args.masks is not None:
+        return _error("give the masks either as --masks or as --recipe (with its --source files), not both")
+    if args.source and args.recipe is None:
+        return _error("--source names a mask file of an edit recipe: give --recipe too")
+    if args.mask_guidance != 1 and args.masks is None and args.recipe is None:
         return _error("--mask-guidance pushes towards the masks: give --masks too, or leave it at 1")
     engine_class = get_engine(args.engine)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     try:
         masks = load_masks_arg(args.masks, args.mask_fps) if args.masks is not None else None
+        masks_from = None
+        if args.recipe is not None:
+            masks, masks_from = render_recipe_arg(args.recipe, args.source, args.mask_fps)
         start_image = None
         if args.start_image is not None:
             from PIL import Image
@@ -201,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             audio_from=args.audio_from,
             resume=not args.no_resume,
             budget=budget_from_args(args),
+            masks_from=masks_from,
         ):
             if isinstance(result, ClipResult):
                 state = "resumed" if result.resumed else f"{result.seconds:.1f} s"

@@ -198,6 +198,7 @@ def generate_long_video(
     cancel: threading.Event | Callable[[], bool] | None = None,
     progress: bool = True,
     budget: Budget | None = None,
+    masks_from: dict[str, Any] | None = None,
     **setting_values: Any,
 ) -> Iterator[ClipResult | LongVideoResult]:
     """Generate a long video clip by clip; yield each `ClipResult` once its mp4 is written, then the result.
@@ -208,6 +209,7 @@ def generate_long_video(
     Clip k uses seed `seed + k`. A run killed part-way resumes from its last finished clip when called again with the
     same settings. `cancel` (an Event or a callable) stops between denoising steps; finished clips stay on disk.
     `budget` bounds the video's frames before anything is allocated (default: the process's, `mvideo_core.budget`).
+    `masks_from` says how the masks were made (e.g. the edit recipe and its source files); recorded as it is.
     """
     engine = as_engine(engine)
     if isinstance(settings, GenerationSettings):
@@ -238,6 +240,8 @@ def generate_long_video(
     record_path = out_dir / GENERATION_FILE
     model_meta = engine.metadata
     record: dict[str, Any] = {"settings": record_settings, "model": model_meta, "versions": _versions(), "clips": []}
+    if masks_from is not None:
+        record["masks_from"] = masks_from
     if record_path.is_file():
         old = json.loads(record_path.read_text())
         changed = _changed_settings(old.get("settings", {}), record_settings)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from editing.__main__ import main
-from editing.recipe import render
+from editing.recipe import loads, render
 from mvideo_core.masks import MaskSet, load_masks, save_masks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +109,64 @@ def test_bad_arguments_and_files_give_one_line_and_exit_code_2(tmp_path, capsys,
 def test_docs_command_prints_the_reference(capsys):
     assert main(["docs"]) == 0
     assert "**`transform`**" in capsys.readouterr().out
+
+
+# -- python -m mvideo_core.generate --recipe --------------------------------------------------------------------------
+def test_generate_renders_a_recipe_and_records_it(tmp_path, capsys):
+    from mvideo_core.generate import main as generate
+
+    source = save_masks(two_objects(t=33, h=48, w=72), tmp_path / "video.zip")
+    recipe = json.loads(json.dumps(RECIPE))
+    recipe["target"].update(width=72, height=48, num_frames=33)
+    recipe["layers"][0]["ops"] = [{"op": "path", "points": [{"t": 0, "x": 10, "y": 20}, {"t": 4, "x": 60, "y": 30}]}]
+    (tmp_path / "edit.json").write_text(json.dumps(recipe))
+    common = ["--prompt", "a cat", "--seconds", "4", "--steps", "1", "--tiny-random", "2b"]
+    recipe_args = ["--recipe", str(tmp_path / "edit.json"), "--source", f"video={source}"]
+    assert generate([*recipe_args, *common, "--out", str(tmp_path / "a")]) == 0
+    record = json.loads((tmp_path / "a" / "generation.json").read_text())
+    assert record["masks_from"] == {
+        "recipe_file": str(tmp_path / "edit.json"),
+        "recipe": loads(json.dumps(recipe)),
+        "sources": {"video": str(source)},
+    }
+    assert (tmp_path / "a" / "final.mp4").is_file() and "clip 1/1" in capsys.readouterr().out
+
+
+def test_generate_follows_the_rendered_recipe(tmp_path, monkeypatch):
+    import mvideo_core.generate as gen
+
+    source = save_masks(two_objects(), tmp_path / "video.npz")
+    (tmp_path / "edit.json").write_text(json.dumps(RECIPE))
+    seen = {}
+
+    def fake_generate(engine, settings, *, masks, masks_from, **kwargs):
+        seen.update(masks=masks, masks_from=masks_from)
+        return iter(())
+
+    monkeypatch.setattr(gen, "generate_long_video", fake_generate)
+    args = ["--recipe", str(tmp_path / "edit.json"), "--source", f"video={source}", "--prompt", "a cat"]
+    assert gen.main([*args, "--seconds", "4", "--out", str(tmp_path / "o"), "--tiny-random", "2b"]) == 0
+    expected = render(RECIPE, {"video": load_masks(source)})
+    np.testing.assert_array_equal(seen["masks"].masks, expected.masks)
+    assert seen["masks"].ids == [1, 2] and seen["masks_from"]["sources"] == {"video": str(source)}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--masks", "{d}/video.npz"], "either as --masks or as --recipe"),
+        (["--source", "video={d}/nope.npz"], "no such mask file"),
+        (["--source", "other={d}/video.npz"], "source 'video' was not given; sources available: ['other']"),
+        (["--source", "video"], "--source takes NAME=MASKFILE"),
+    ],
+)
+def test_generate_refuses_a_bad_recipe_run_before_loading_a_model(tmp_path, capsys, extra, message):
+    from mvideo_core.generate import main as generate
+
+    save_masks(two_objects(), tmp_path / "video.npz")
+    (tmp_path / "r.json").write_text(json.dumps(RECIPE))
+    args = ["--recipe", str(tmp_path / "r.json"), *[a.format(d=tmp_path) for a in extra]]
+    assert generate([*args, "--prompt", "a cat", "--out", str(tmp_path / "out"), "--tiny-random"]) == 2
+    assert message in capsys.readouterr().err
+    assert generate(["--source", "v=x.npz", "--prompt", "a", "--out", str(tmp_path / "o"), "--tiny-random"]) == 2
+    assert "give --recipe too" in capsys.readouterr().err
