@@ -1,5 +1,6 @@
 """The op registry drives validation, rendering, widget hints and the docs; recipe commands are pure functions."""
 
+import json
 import re
 from pathlib import Path
 
@@ -146,3 +147,12 @@ def test_summary_duration_and_choices_describe_the_edit():
 def test_commands_refuse_bad_values_with_a_message_for_the_user(command, message):
     with pytest.raises(RecipeError, match=message):
         command(recipe(id=1))
+
+
+def test_the_json_examples_in_the_docs_are_valid():
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", DOCS.read_text(), re.S)]
+    assert len(blocks) >= 2
+    target = {"width": 720, "height": 480, "fps": 8.0, "num_frames": 33}
+    for block in blocks:
+        layer = {"source": "clip", "ops": [block]} if "op" in block else block
+        validate({"version": 1, "target": target, "layers": [layer]})

@@ -8,9 +8,10 @@ applying it is an ordinary recipe command (`editing.commands.set_path` / `add_bo
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gradio as gr
+from gradio.components import Component
 
 from app.sessions import Session
 from app.steps import edit as step
@@ -19,9 +20,6 @@ from app.tabs.common import StudioContext, Updates, user_errors
 from editing import commands
 from editing.boxes import SHAPES
 from editing.ops import OPS
-
-if TYPE_CHECKING:
-    from app.tabs.edit import EditTab
 
 PATH_POINT, BOX_CORNER = "path point", "box corner"
 PATH = OPS["path"].param  # labels come from the op registry
@@ -57,6 +55,19 @@ class DrawControls:
         return "\n\n".join(lines) or "Nothing drawn yet: click the preview."
 
 
+class EditView(Protocol):
+    """What the drawing needs of the edit tab (app.tabs.edit.EditTab)."""
+
+    frame: gr.Slider
+    preview: gr.Image
+    layer: gr.Dropdown
+    draw: DrawControls
+
+    def outputs(self) -> list[Component]: ...
+
+    def view(self, ctx: StudioContext, session: Session, frame_idx: Any = 0, layer: str | None = None) -> Updates: ...
+
+
 def build_draw_controls() -> DrawControls:
     c: dict[str, Any] = {}
     with gr.Accordion("Draw: a path to follow, or boxes", open=True):
@@ -85,7 +96,7 @@ def build_draw_controls() -> DrawControls:
     return DrawControls(**{f.name: c[f.name] for f in fields(DrawControls)})
 
 
-def wire_draw_controls(ctx: StudioContext, tab: EditTab) -> None:
+def wire_draw_controls(ctx: StudioContext, tab: EditView) -> None:
     draw, engines = tab.draw, ctx.engines
     state = [draw.points, draw.boxes, draw.corner]
     drawn = [tab.preview, *state, draw.drawing]
