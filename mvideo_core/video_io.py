@@ -715,6 +715,11 @@ def read_video(
                         error=VideoError,
                     )
                     frames = np.concatenate([frames, np.empty_like(frames[:grow])])
+                if frame.shape != frames.shape[1:]:
+                    raise VideoError(
+                        f"{name} changes size mid-stream ({frames.shape[2]}x{frames.shape[1]} to {frame.shape[1]}x"
+                        f"{frame.shape[0]} at frame {count}); pass size=(height, width) to read every frame at one size"
+                    )
                 frames[count] = frame
                 count += 1
             frames = frames[:count] if count > 0.9 * frames.shape[0] else frames[:count].copy()

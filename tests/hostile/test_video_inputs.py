@@ -287,3 +287,27 @@ def test_invalid_utf8_in_the_metadata_does_not_hide_the_video(tmp_path, outcome)
 def test_unknown_codec_is_refused(clip, tmp_path):
     path = patched(clip, tmp_path / "odd.mp4", b"avc1", b"zzz9")
     refuse(lambda: read_video(path), "odd.mp4", "codec")
+
+
+def test_a_stream_that_changes_size_is_refused_unless_a_size_is_asked_for(tmp_path):
+    """Two raw H.264 streams of different sizes, one after the other (a concatenation): numpy's broadcast error."""
+    import av
+
+    parts = []
+    for width, height in ((32, 24), (64, 48)):
+        part = tmp_path / f"{width}.h264"
+        with av.open(str(part), "w", format="h264") as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for i in range(4):
+                frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 100, np.uint8), format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        parts.append(part.read_bytes())
+    path = tmp_path / "joined.h264"
+    path.write_bytes(b"".join(parts))
+    refuse(lambda: read_video(path), "joined.h264", "changes size mid-stream", "32x24 to 64x48", "size=")
+    assert read_video(path, size=(24, 32)).frames.shape == (8, 24, 32, 3)
