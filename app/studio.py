@@ -103,8 +103,9 @@ def build_studio(engines: Engines) -> gr.Blocks:
                 generate = build_generate_tab(ctx)
 
         def loaded(session: Session) -> Updates:
-            """A new video: the masks tab starts over; the project bar names the (new) project."""
-            return {**masks.view(ctx, session), **bar.view(ctx, session)}
+            """A new video: the masks tab starts over, the edit tab says whether its recipe fits the new masks, the
+            project bar names the (new) project."""
+            return {**masks.view(ctx, session), **edit.view(ctx, session), **bar.view(ctx, session)}
 
         whole_page = [
             *bar.outputs(),
@@ -155,7 +156,7 @@ def build_studio(engines: Engines) -> gr.Blocks:
         bar.reopen.click(on_reopen, [bar.reopen_id], whole_page).then(follow, None, live, concurrency_limit=None)
         demo.load(on_load, [bar.last_project], whole_page).then(follow, None, live, concurrency_limit=None)
 
-        wire_video_tab(ctx, video, loaded, [*masks.outputs(), *bar.outputs()])
+        wire_video_tab(ctx, video, loaded, [*masks.outputs(), *edit.outputs(), *bar.outputs()])
         wire_masks_tab(ctx, masks)
         wire_edit_tab(ctx, edit)
         wire_generate_tab(ctx, generate, jobs, generate_tab.select)

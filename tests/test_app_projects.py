@@ -228,3 +228,17 @@ def test_the_record_names_each_object_its_prompts_and_its_tracked_frames(engines
     assert sorted(objects) == ["1", "2"] and objects["2"]["name"] == "box"
     square = objects["1"]["prompts"]["0"]
     assert square["box"] == [18, 28, 58, 72] and square["labels"] == [0] and objects["1"]["done"] == [[0, T]]
+
+
+def test_a_new_video_under_an_old_edit_says_so_instead_of_failing(engines, two_objects, tmp_path):
+    """The edit tab's view after a new video: its recipe's objects are gone, which it says (it used to raise)."""
+    from dataclasses import fields
+
+    from app.tabs.common import StudioContext
+    from app.tabs.edit import EditTab
+
+    edit_step.start_edit(engines, two_objects, reset=True)
+    video_step.load_video(engines, two_objects, write_video(tmp_path / "other.mp4", _frames()[::-1].copy(), 8.0))
+    tab = EditTab(*[object() for _ in fields(EditTab)])  # stand-ins for the components: the view keys its updates
+    view = tab.view(StudioContext(engines, SessionStore()), two_objects)
+    assert view[tab.preview] is None and "Press **Start editing** to edit the new masks" in view[tab.status]

@@ -12,7 +12,7 @@ from gradio.components import Component
 from app.sessions import Session
 from app.steps import edit as step
 from app.steps import layers
-from app.steps.common import plural, to_json
+from app.steps.common import StudioError, plural, to_json
 from app.steps.video import list_samples
 from app.tabs.common import StudioContext, Updates, user_errors
 from app.tabs.draw import DrawControls, build_draw_controls, wire_draw_controls
@@ -79,7 +79,10 @@ class EditTab:
                 self.recipe_json: "",
                 self.status: START_HINT,
             }
-        masks = step.edited_masks(ctx.engines, session)
+        try:
+            masks = step.edited_masks(ctx.engines, session)
+        except StudioError as err:  # e.g. a new video whose objects the edit does not have: say so, keep the tab
+            return {self.preview: None, self.status: f"{err}. Press **Start editing** to edit the new masks."}
         idx = min(int(frame_idx or 0), masks.num_frames - 1)
         choices = step.layer_choices(session)
         values = [c[1] for c in choices]
