@@ -16,7 +16,7 @@ from pathlib import Path
 from mvideo_core import cli_args
 from mvideo_core.budget import add_budget_arguments, budget_from_args, use_budget
 from mvideo_core.extraction.api import extract_masks, load_grounder, load_tracker, parse_box, parse_click
-from mvideo_core.extraction.base import ExtractionCancelled, ExtractionError
+from mvideo_core.extraction.base import ExtractionCancelled, ExtractionError, state_counts, state_report
 from mvideo_core.extraction.discovery import WeightsNotFound
 from mvideo_core.extraction.grounding import GroundingSettings
 from mvideo_core.masks import MaskError, save_masks, write_overlay_video
@@ -85,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ExtractionError(
                     f"--text needs Grounding DINO: {err}. Boxes (--box) and clicks (--click) work without it"
                 ) from None
-        # 3. Decode, segment, track
-        from mvideo_core.video_io import VideoDecodeWarning, read_video, truncation_note
+        # 3. Decode at the tracker's working size (masks come back at the video's), segment, track
+        from mvideo_core.video_io import VideoDecodeWarning, probe_video, read_video, truncation_note
 
         try:
             with use_budget(budget_from_args(args)), warnings.catch_warnings():
                 warnings.simplefilter("ignore", VideoDecodeWarning)  # said once, below, as a plain warning
-                video = read_video(args.video, fps=args.fps, max_seconds=args.max_seconds)
+                info = probe_video(args.video)
+                video = read_video(
+                    args.video, fps=args.fps, max_seconds=args.max_seconds, max_side=tracker.input_max_side
+                )
         except (VideoError, OSError) as err:
             raise ExtractionError(f"cannot read {args.video}: {err}") from None
         if note := truncation_note(video):
@@ -104,19 +107,20 @@ def main(argv: list[str] | None = None) -> int:
             clicks=clicks,
             tracker=tracker,
             grounder=grounder,
+            mask_size=(info.height, info.width),
             show_progress=not args.quiet,
         )
         # 4. Write masks, overlay preview and a summary (each file appears whole or not at all)
         mask_path = save_masks(result.masks, args.out / f"masks{FORMAT_SUFFIX[args.format]}", format=args.format)
-        overlay = (
-            None if args.no_overlay else write_overlay_video(args.out / "overlay.mp4", video.frames, result.masks)
-        )
+        del video  # the working-size frames: the overlay decodes the video again, a frame at a time
+        overlay = None if args.no_overlay else _write_overlay(args, result.masks)
+        objects = result.masks.meta.get("frame_states", [])
         summary = {
             "video": str(args.video),
             "frames": result.masks.num_frames,
             "fps": result.masks.fps,
             "size": list(result.masks.size),
-            "objects": [{"id": i, "name": n} for i, n in zip(result.masks.ids, result.masks.names)],
+            "objects": objects or [{"id": i, "name": n} for i, n in zip(result.masks.ids, result.masks.names)],
             "tracker": result.masks.meta.get("tracker"),
             "masks": str(mask_path),
             "overlay": str(overlay) if overlay else None,
@@ -141,7 +145,23 @@ def main(argv: list[str] | None = None) -> int:
             continue  # already logged when the tracker was chosen
         print(f"note: {message}", file=sys.stderr)
     print(f"{len(result.masks.ids)} object(s), {result.masks.num_frames} frames -> {mask_path}")
+    for obj in objects:
+        counts = state_counts(obj["frames"])
+        print(f"  {obj['name']}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+        for line in state_report(obj["name"], obj["frames"]):
+            print(f"  {line}")
     return 0
+
+
+def _write_overlay(args: argparse.Namespace, masks) -> Path:
+    """The overlay preview at the video's size, decoded, drawn and encoded one frame at a time."""
+    from mvideo_core.video_io import iter_frames
+
+    frames = iter_frames(args.video, fps=args.fps)
+    try:
+        return write_overlay_video(args.out / "overlay.mp4", frames, masks)
+    finally:
+        frames.close()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -1108,6 +1109,41 @@ def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
     return int(cols.mean()), int(rows[0])
 
 
+def _check_overlay(maskset: MaskSet, alpha: float) -> None:
+    if not isinstance(maskset, MaskSet):
+        raise MaskError(f"render_overlay needs a MaskSet, got {type(maskset).__name__}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise MaskError(f"alpha must be in [0, 1], got {alpha}")
+
+
+def _overlay_frame(image: np.ndarray, maskset: MaskSet, t: int, alpha: float, labels: bool) -> np.ndarray:
+    """Frame t (uint8 [H, W, 3], changed in place) with each object tinted in its colour, outlined and named."""
+    colors = maskset.colors().astype(np.float32)
+    h, w = image.shape[:2]
+    scale = max(0.35, min(h, w) / 480)
+    thickness = max(1, round(scale * 1.5))
+    for k in range(maskset.num_objects):
+        mask = maskset.masks[k, t]
+        if not mask.any():
+            continue
+        image[mask] = (image[mask] * (1 - alpha) + colors[k] * alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(image, contours, -1, tuple(int(c) for c in colors[k]), thickness)
+    if labels:
+        for k in range(maskset.num_objects):
+            anchor = _label_anchor(maskset.masks[k, t])
+            if anchor is None:
+                continue
+            text = maskset.names[k]
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+            x = int(np.clip(anchor[0] - tw // 2, 0, max(0, w - tw)))
+            y = int(np.clip(anchor[1] - 4, th + 2, h - base))
+            color = tuple(int(c) for c in colors[k])
+            cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+            cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+    return image
+
+
 def render_overlay(frames: np.ndarray, maskset: MaskSet, alpha: float = 0.5, labels: bool = True) -> np.ndarray:
     """Frames uint8 [T, H, W, 3] with each object tinted in its colour, outlined, and (optionally) named."""
     if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -1115,46 +1151,40 @@ def render_overlay(frames: np.ndarray, maskset: MaskSet, alpha: float = 0.5, lab
             f"frames must be uint8 [T, H, W, 3], got {getattr(frames, 'dtype', type(frames).__name__)} "
             f"{tuple(getattr(frames, 'shape', ()))}"
         )
-    if not isinstance(maskset, MaskSet):
-        raise MaskError(f"render_overlay needs a MaskSet, got {type(maskset).__name__}")
+    _check_overlay(maskset, alpha)
     maskset.check_matches_video(*frames.shape[:3])
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise MaskError(f"alpha must be in [0, 1], got {alpha}")
     out = frames.copy()
-    colors = maskset.colors().astype(np.float32)
-    h, w = frames.shape[1:3]
-    scale = max(0.35, min(h, w) / 480)
-    thickness = max(1, round(scale * 1.5))
     for t in range(frames.shape[0]):
-        image = out[t]
-        for k in range(maskset.num_objects):
-            mask = maskset.masks[k, t]
-            if not mask.any():
-                continue
-            image[mask] = (image[mask] * (1 - alpha) + colors[k] * alpha).astype(np.uint8)
-            contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(image, contours, -1, tuple(int(c) for c in colors[k]), thickness)
-        if labels:
-            for k in range(maskset.num_objects):
-                anchor = _label_anchor(maskset.masks[k, t])
-                if anchor is None:
-                    continue
-                text = maskset.names[k]
-                (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-                x = int(np.clip(anchor[0] - tw // 2, 0, max(0, w - tw)))
-                y = int(np.clip(anchor[1] - 4, th + 2, h - base))
-                color = tuple(int(c) for c in colors[k])
-                cv2.putText(
-                    image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA
-                )
-                cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+        _overlay_frame(out[t], maskset, t, alpha, labels)
     return out
 
 
+def overlay_frames(
+    frames: Iterable[np.ndarray], maskset: MaskSet, alpha: float = 0.5, labels: bool = True
+) -> Iterator[np.ndarray]:
+    """The overlay one frame at a time (frames uint8 [H, W, 3] at the masks' size, as a decoder yields them): a long
+    video's overlay never sits in memory whole."""
+    _check_overlay(maskset, alpha)
+    size = maskset.size
+    for t, frame in enumerate(frames):
+        if t >= maskset.num_frames:
+            raise MaskError(f"the video has more frames than the masks ({maskset.num_frames})")
+        if frame.shape[:2] != size or frame.dtype != np.uint8:
+            raise MaskError(f"frame {t} is {frame.dtype} {frame.shape}; the masks are {size[0]}x{size[1]}")
+        yield _overlay_frame(frame.copy(), maskset, t, alpha, labels)
+
+
 def write_overlay_video(
-    path: str | os.PathLike, frames: np.ndarray, maskset: MaskSet, fps: float | None = None, **overlay: Any
+    path: str | os.PathLike,
+    frames: np.ndarray | Iterable[np.ndarray],
+    maskset: MaskSet,
+    fps: float | None = None,
+    **overlay: Any,
 ) -> Path:
-    """Render the overlay and write it as a fast H.264 preview clip (x264 ultrafast)."""
+    """Render the overlay and write it as a fast H.264 preview clip (x264 ultrafast). `frames`: uint8 [T, H, W, 3],
+    or an iterable of [H, W, 3] frames (e.g. `video_io.iter_frames`): rendered and encoded one at a time."""
     from mvideo_core.video_io import write_clip
 
-    return write_clip(path, render_overlay(frames, maskset, **overlay), fps or maskset.fps)
+    if isinstance(frames, np.ndarray):
+        return write_clip(path, render_overlay(frames, maskset, **overlay), fps or maskset.fps)
+    return write_clip(path, overlay_frames(frames, maskset, **overlay), fps or maskset.fps)

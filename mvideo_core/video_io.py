@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -826,9 +826,37 @@ class _AudioCopy:
             self.src.close()
 
 
+def _frames_to_encode(frames: np.ndarray | Iterable[np.ndarray]) -> tuple[Iterator[np.ndarray], tuple[int, int]]:
+    """(frames uint8 [H, W, 3] padded to even sizes, (H, W)) from an array [T, H, W, 3] or any iterable of frames
+    (encoded as they come: a long render never sits in memory whole)."""
+    if isinstance(frames, np.ndarray):
+        frames = _pad_even(check_frames(frames))
+        return iter(frames), frames.shape[1:3]
+    source = iter(frames)
+    first = next(source, None)
+    if not isinstance(first, np.ndarray):
+        raise VideoError(
+            "frames must be a numpy array uint8 [T, H, W, 3] or an iterable of [H, W, 3] numpy arrays, got "
+            f"{type(frames).__name__} holding {type(first).__name__}"
+        )
+    first = _pad_even(check_frames(first[None]))[0]
+
+    def padded() -> Iterator[np.ndarray]:
+        yield first
+        for i, image in enumerate(source, 1):
+            if not isinstance(image, np.ndarray):
+                raise VideoError(f"frame {i} is a {type(image).__name__}, not a numpy array uint8 [H, W, 3]")
+            image = _pad_even(check_frames(image[None], what=f"frame {i}"))[0]
+            if image.shape != first.shape:
+                raise VideoError(f"frame {i} is {image.shape[:2]}, frame 0 {first.shape[:2]}: one size a video")
+            yield image
+
+    return padded(), first.shape[:2]
+
+
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: float,
     *,
     crf: int = 18,
@@ -837,7 +865,8 @@ def write_video(
     preset: str = "medium",
     pix_fmt: str = "yuv420p",
 ) -> Path:
-    """Encode frames uint8 `[T, H, W, 3]` as H.264 yuv420p mp4 (odd sizes padded to even), optionally with audio.
+    """Encode frames uint8 `[T, H, W, 3]` (or an iterable of `[H, W, 3]`, encoded as it yields them) as H.264
+    yuv420p mp4 (odd sizes padded to even), optionally with audio.
 
     `pix_fmt="yuv444p"` keeps full-resolution colour (no 2x2 chroma subsampling: exact edges for tiny frames and for
     measurement files; browsers may not play it).
@@ -847,12 +876,12 @@ def write_video(
     """
     if pix_fmt not in ("yuv420p", "yuv444p"):
         raise VideoError(f"pix_fmt must be 'yuv420p' (plays everywhere) or 'yuv444p' (full colour), got {pix_fmt!r}")
-    frames = _pad_even(check_frames(frames))
+    images, (h, w) = _frames_to_encode(frames)
     rate = _rate(fps)
     if audio_from is not None and not Path(audio_from).is_file():
         raise VideoError(f"audio_from: no such file {audio_from}; pass the source video whose sound to copy")
     path = Path(path)
-    h, w = frames.shape[1:3]
+    count = 0
     try:
         with (
             atomic_path(path) as tmp,
@@ -862,20 +891,22 @@ def write_video(
             stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
             stream.options = {"crf": str(int(crf)), "preset": preset}
             audio = _AudioCopy(container, audio_from, audio_start) if audio_from is not None else None
-            for i, image in enumerate(frames):
+            for count, image in enumerate(images, 1):
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = i  # in the codec's time base, 1 / rate
+                frame.pts = count - 1  # in the codec's time base, 1 / rate
                 for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode(None):
                 container.mux(packet)
             if audio is not None:
-                audio.write(frames.shape[0] / float(rate))
+                audio.write(count / float(rate))
     except (av.error.FFmpegError, OSError) as err:
         raise VideoError(f"writing {path} failed: {getattr(err, 'strerror', None) or err}") from err
     return path
 
 
-def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 23) -> Path:
+def write_clip(
+    path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float, *, crf: int = 23
+) -> Path:
     """Write a short clip fast (x264 `ultrafast`), for streaming each finished clip and for previews."""
     return write_video(path, frames, fps, crf=crf, preset="ultrafast")

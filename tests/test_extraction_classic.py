@@ -344,3 +344,14 @@ def test_cli_on_a_video_six_pixels_wide(tmp_path):
     assert extract.main([str(path), "--box", "0,5,6,35@0", "--tracker", "classic", "--out", str(tmp_path / "o"),
                          "--quiet"]) == 0  # fmt: skip
     assert (tmp_path / "o" / "masks.zip").is_file()
+
+
+def test_frames_decoded_smaller_than_the_video_give_masks_at_the_video_size(shapes):
+    """The CLI decodes at the tracker's working size: prompts stay in video pixels, masks come back at video size."""
+    video, gt = shapes
+    half = np.stack([cv2.resize(f, (90, 60), interpolation=cv2.INTER_AREA) for f in video.frames[:5]])
+    box = _box(gt.masks[0, 0])
+    result = extract_masks(half, 8.0, boxes=[f"{box[0]},{box[1]},{box[2]},{box[3]}@0"], mask_size=(120, 180),
+                           show_progress=False)  # fmt: skip
+    assert result.masks.size == (120, 180)
+    assert np.mean([_iou(result.masks.masks[0, t], gt.masks[0, t]) for t in range(5)]) > 0.85

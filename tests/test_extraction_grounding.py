@@ -243,6 +243,42 @@ def test_cli_writes_masks_overlay_and_summary(tmp_path, sample, fmt, suffix, mon
     assert masks.masks.shape == (2, 9, 96, 144) and masks.ids == [1, 2]
     summary = json.loads((out / "extraction.json").read_text())
     assert "weight-free fallback" in summary["tracker"] and (out / "overlay.mp4").stat().st_size > 0
+    # every object's state on every frame, in extraction.json and in the mask file
+    assert [o["id"] for o in summary["objects"]] == [1, 2]
+    for obj in summary["objects"]:
+        assert [f["frame"] for f in obj["frames"]] == list(range(9))
+        assert {f["state"] for f in obj["frames"]} <= {"prompted", "tracked", "uncertain", "lost"}
+        assert all(0.0 <= f["score"] <= 1.0 for f in obj["frames"])
+    assert summary["objects"][0]["frames"][0]["state"] == "prompted"
+    assert summary["objects"][1]["frames"][4]["state"] == "prompted"
+    assert masks.meta["frame_states"] == summary["objects"]
+
+
+def test_cli_reports_lost_frames_and_holds_frames_at_working_size(tmp_path, capsys, monkeypatch):
+    """A subject that leaves the picture: the summary says where it was lost; the tracker gets frames at its working
+    size (320 px for the classic one) while masks and the overlay come back at the video's 640x360."""
+    from mvideo_core.extraction.classic import ClassicTracker
+    from mvideo_core.extraction.real_footage import load_source_frames, make_clip
+    from mvideo_core.video_io import probe_video, write_video
+
+    video, gt = make_clip("fur_leaves_the_frame", load_source_frames(), size=(360, 640), num_frames=24)
+    path = write_video(tmp_path / "walk.mp4", video.frames, 25.0, crf=12)
+    seen = []
+    start = ClassicTracker.start
+    monkeypatch.setattr(ClassicTracker, "start", lambda self, f, fps: seen.append(f.shape) or start(self, f, fps))
+    ys, xs = np.nonzero(gt.masks[0, 0])
+    box = f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}@0"
+    out = tmp_path / "out"
+    assert extract.main([str(path), "--box", box, "--tracker", "classic", "--out", str(out), "--quiet"]) == 0
+    assert seen == [(24, 180, 320, 3)]
+    masks = load_masks(out / "masks.zip")
+    assert masks.size == (360, 640) and probe_video(out / "overlay.mp4").width == 640
+    states = {f["frame"]: f["state"] for f in masks.meta["frame_states"][0]["frames"]}
+    lost = [t for t, state in states.items() if state == "lost"]
+    gone = [t for t in range(24) if not gt.masks[0, t].any()]
+    assert all(states[t] in ("lost", "uncertain") for t in gone) and set(range(19, 24)) <= set(lost)
+    printed = capsys.readouterr().out
+    assert f"object 1: lost on frames {lost[0]}-23: add a click there" in printed
 
 
 def test_cli_text_without_weights_fails_cleanly(tmp_path, sample, capsys, monkeypatch):

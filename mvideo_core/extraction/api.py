@@ -211,6 +211,7 @@ def extract_masks(
     tracker: Tracker | None = None,
     grounder: GroundingDinoDetector | None = None,
     track_max_side: int | None = 1280,
+    mask_size: tuple[int, int] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | threading.Event | Callable[[], bool] | None = None,
     show_progress: bool = True,
@@ -219,8 +220,10 @@ def extract_masks(
 
     `video`: a `Video`, frames uint8 [T, H, W, 3] (with `fps`), or a file path. Objects come from `text` (one per
     phrase, the best box on each of `text_frames`), `boxes` and `clicks` (strings as on the CLI are accepted).
-    Frames larger than `track_max_side` are tracked downscaled; masks come back at the video's full size. Raises
-    `ExtractionError` with advice when nothing can be segmented, `ExtractionCancelled` (with partial masks) on cancel.
+    Frames larger than `track_max_side` are tracked downscaled; masks come back at the video's full size, or at
+    `mask_size` (h, w) when the frames were decoded smaller than the video (the CLI decodes at the tracker's working
+    size): boxes and clicks are then in `mask_size` pixels. Raises `ExtractionError` with advice when nothing can be
+    segmented, `ExtractionCancelled` (with partial masks) on cancel.
     """
     # 1. Check inputs
     if isinstance(video, str | os.PathLike):
@@ -232,7 +235,9 @@ def extract_masks(
     else:
         frames = video
     frames, fps = check_frames(frames, fps if fps is not None else 8.0)
-    t, h, w = frames.shape[:3]
+    t = frames.shape[0]
+    h, w = mask_size or frames.shape[1:3]  # the size prompts are given in and masks come back at
+    frame_scale = frames.shape[2] / w  # frames decoded smaller than the video: < 1
     boxes = [_prompt(b, BoxPrompt, parse_box, "box", "'10,20,200,300@0'") for b in boxes]
     clicks = [_prompt(c, ClickPrompt, parse_click, "click", "'120,80,+@0'") for c in clicks]
     phrases = parse_phrases(text) if text is not None else []
@@ -261,6 +266,7 @@ def extract_masks(
     id_of_phrase: dict[str, int] = {}  # the same phrase on several frames refines one object
     for f in frames_for_text if phrases else []:
         found = grounder.detect(frames[f], phrases, frame_idx=f).best_per_label()
+        found.boxes /= frame_scale  # in video pixels, like boxes and clicks
         detections.append(found)
         for phrase in phrases:
             if phrase not in found.labels:
@@ -285,6 +291,7 @@ def extract_masks(
 
     # 3. Track (downscaled when the video is large), then bring masks back to full size
     small, scale = _downscale(frames, track_max_side)
+    scale *= frame_scale
     session = tracker.start(small, fps)
     for obj_id, f, box, points, labels, name in prompts:
         if not 0 <= f < t:
@@ -300,7 +307,7 @@ def extract_masks(
             name=name,
         )
     result = tracker.propagate(session, progress=progress, cancel=cancel, show_progress=show_progress)
-    if scale != 1.0:
+    if small.shape[1:3] != (h, w):
         meta = dict(result.meta, tracked_at=list(small.shape[1:3]))
         result = MaskSet(_upscale_masks(result.masks, (h, w)), fps, result.ids, result.names, meta)
     return ExtractionResult(result, detections, messages)

@@ -373,6 +373,11 @@ class Tracker:
     # prompts) instead of up to the midpoint
     both_sides: bool = False
 
+    @property
+    def input_max_side(self) -> int | None:
+        """The longest frame side the tracker makes use of (None: any): callers may decode videos at that size."""
+        return None
+
     # -- engine hooks ----------------------------------------------------------------------------------------
     def _init_session(self, session: TrackerSession) -> None:
         pass

@@ -274,6 +274,10 @@ class ClassicTracker(Tracker):
         self.settings = settings or ClassicSettings()
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
+    @property
+    def input_max_side(self) -> int:
+        return self.settings.work_max_side
+
     # -- session ---------------------------------------------------------------------------------------------
     def _init_session(self, session: TrackerSession) -> None:
         h, w = session.size

@@ -134,6 +134,10 @@ class Sam2Tracker(Tracker):
         self.memory_window = memory_window or max(cfg.num_maskmem, cfg.max_object_pointers_in_encoder) + 1
         self.description = f"sam2 ({self.source}, {self.prep['size']} px)"
 
+    @property
+    def input_max_side(self) -> int:
+        return int(self.prep["size"])  # frames are resized to the model's square input
+
     # -- session ---------------------------------------------------------------------------------------------
     def _init_session(self, session: TrackerSession) -> None:
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
