@@ -50,6 +50,7 @@ class Session:
     edited: MaskSet | None = None  # the last rendered MaskSet
     edited_key: str | None = None  # recipe JSON that `edited` was rendered from
     length_chosen: bool = False  # the user set the video's length (else it follows the motion)
+    propagating: bool = False  # a propagation runs (what Stop stops)
     cancel: threading.Event = field(default_factory=threading.Event)
     last_seen: float = field(default_factory=time.monotonic)
 

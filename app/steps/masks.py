@@ -158,19 +158,26 @@ def _label(img: np.ndarray, mask: np.ndarray, text: str, color: tuple[int, int, 
     cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, tuple(int(c) for c in color), 1, cv2.LINE_AA)
 
 
+class PropagationStopped(StudioError):
+    """Stop was pressed: the frames finished so far are kept (and saved); Propagate again finishes the job."""
+
+
 def propagate(engines: Engines, session: Session, progress: Callable[[int, int, str], None] | None = None) -> str:
     """Carry every prompt through the video (both ways), autosave the masks and write the overlay preview."""
     tracker, state = require_tracker(engines, session)
     if not state.objects:
         raise StudioError("add an object first: detect it by text or click on it")
     session.cancel.clear()
+    session.propagating = True
     try:
         masks = tracker.propagate(state, progress=progress, cancel=session.cancel, show_progress=False)
     except ExtractionCancelled as err:
         if err.partial is not None:
             store_masks(session, err.partial)
         save_objects(session)
-        raise StudioError(f"stopped: {err}") from err
+        raise PropagationStopped(f"stopped: {err}") from err
+    finally:
+        session.propagating = False
     store_masks(session, masks)
     save_objects(session)
     return overlay_video(session)

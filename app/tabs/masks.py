@@ -200,15 +200,19 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         def report(done: int, total: int, desc: str) -> None:
             progress((done, total), desc=desc, unit="frames")
 
-        path = step.propagate(engines, session, report)
+        try:
+            path, status = step.propagate(engines, session, report), step.propagated_status(engines, session)
+        except step.PropagationStopped as err:  # the finished frames are kept: show them and say how to go on
+            path = step.overlay_video(session) if session.masks is not None else None
+            status = f"{str(err)[0].upper()}{str(err)[1:]}"
         return {
             tab.overlay: path,
             tab.frame_img: step.preview_frame(engines, session, idx),
             tab.objects: step.objects_table(session),
-            tab.status: step.propagated_status(engines, session),
+            tab.status: status,
         }
 
-    prop_event = tab.propagate.click(
+    tab.propagate.click(
         gpu_function()(on_propagate),
         [tab.frame_slider],
         [tab.overlay, tab.frame_img, tab.objects, tab.status],
@@ -216,10 +220,15 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
     )
 
     def on_stop(request: gr.Request) -> Updates:
-        ctx.session(request).cancel.set()
-        return {tab.status: "Stopping…"}
+        session = ctx.session(request)
+        if not session.propagating:
+            return {tab.status: "Nothing is propagating."}
+        session.cancel.set()
+        return {tab.status: "Stopping after the current frame…"}
 
-    tab.stop.click(on_stop, None, [tab.status], cancels=[prop_event], queue=False)
+    # The flag stops the tracker between frames and Propagate answers with what it kept (cancelling the event
+    # instead would drop that answer).
+    tab.stop.click(on_stop, None, [tab.status], queue=False)
 
     @user_errors
     def on_delete(obj, idx, request: gr.Request) -> Updates:
