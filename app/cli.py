@@ -76,9 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     models.add_argument("--offload", action="store_true", help="model CPU offload on CUDA (less GPU memory, slower)")
     models.add_argument(
+        "--toy-model",
+        type=Path,
+        default=_env("MVIDEO_TOY_MODEL") or Path("assets") / "toy",
+        help="the toy model offered without real weights (default ./assets/toy, shipped in the repository; "
+        "also $MVIDEO_TOY_MODEL)",
+    )
+    models.add_argument(
         "--no-toy",
         action="store_true",
-        help="without real weights, do not offer the shipped toy model (assets/toy); Generate then explains",
+        help="without real weights, do not offer the shipped toy model (--toy-model); Generate then explains",
     )
     models.add_argument(
         "--tiny-random",

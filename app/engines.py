@@ -7,6 +7,7 @@ Generate explains exactly which weights are missing and the flag that points at 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 from mvideo_core.extraction import Grounder, Tracker
 
 logger = logging.getLogger(__name__)
+
+TOY_LABEL = "Toy MVideo (tiny CPU-trained demo model: coloured shapes at 64x96, not a real video model)"
 
 
 @dataclass
@@ -193,7 +196,8 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
             if no_gpu
             else "no weights given: pass --base-model (CogVideoX hub id or folder) and --mvideo-weights"
         )
-        toy = None if getattr(args, "no_toy", False) else _toy_pipeline(settings)
+        toy_dir = getattr(args, "toy_model", None)
+        toy = None if getattr(args, "no_toy", False) or toy_dir is None else _toy_pipeline(settings, Path(toy_dir))
         if toy is not None:
             return toy, f"{toy.mvideo_metadata.get('label', 'toy model')}. For real videos: {why}"
         if no_gpu:
@@ -207,28 +211,32 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
     return pipe, f"MVideo on {args.base_model} with {args.mvideo_weights} ({settings.device})"
 
 
-def _toy_pipeline(settings: StudioSettings) -> Any | None:
-    """The toy MVideo shipped in assets/toy (CPU-trained, 64x96), when present; it sets the model size it knows."""
+def _toy_pipeline(settings: StudioSettings, folder: Path) -> Any | None:
+    """The toy MVideo shipped in `folder` (assets/toy: CPU-trained, 64x96), loaded like any CogVideoX + MVideo
+    weights; its toy_config.json gives the steps and guidance it was measured with."""
     try:
-        from mvideo_core.toy import load_toy_pipeline, toy_weights_dir
-        from mvideo_core.weights import WeightsError
+        from mvideo_core.weights import WeightsError, load_mvideo_pipeline
     except ImportError:
         return None
+    base, weights = folder / "base_model", folder / "mvideo.safetensors"
+    if not (base / "model_index.json").is_file() or not weights.is_file():
+        logger.info("no toy model in %s (base_model/ and mvideo.safetensors expected)", folder)
+        return None
     try:
-        pipe = load_toy_pipeline(device="cpu")
+        pipe = load_mvideo_pipeline(base, weights, device="cpu")
     except (WeightsError, OSError) as err:
         logger.info("no toy model: %s", err)
         return None
     # The weights' metadata names the folder they were trained on (runs/toy-v6/..., not in the repository); the
     # generation records name the shipped base model the studio loaded.
     meta = pipe.mvideo_metadata
-    meta["trained_on"], meta["base_model"] = meta.get("base_model"), str((toy_weights_dir() / "base_model").resolve())
+    meta["trained_on"], meta["base_model"] = meta.get("base_model"), str(base.resolve())
+    meta["label"] = TOY_LABEL
     try:
-        from mvideo_core.toy.config import ToyConfig
-
-        config = ToyConfig()
-        settings.default_steps, settings.default_guidance = config.inference_steps, config.guidance_scale
-    except (ImportError, AttributeError, TypeError):
+        config = json.loads((folder / "toy_config.json").read_text())
+        settings.default_steps = int(config["inference_steps"])
+        settings.default_guidance = float(config["guidance_scale"])
+    except (OSError, ValueError, KeyError, TypeError):
         settings.default_steps = 20
     s = pipe.vae_scale_factor_spatial
     settings.model_size = (pipe.transformer.config.sample_height * s, pipe.transformer.config.sample_width * s)

@@ -303,7 +303,7 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
     class Toy:
         mvideo_metadata = {"label": "Toy MVideo (tiny CPU-trained demo model)"}
 
-    monkeypatch.setattr(engines_module, "_toy_pipeline", lambda settings: Toy())
+    monkeypatch.setattr(engines_module, "_toy_pipeline", lambda settings, folder: Toy())
     args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
     pipe, status = build_generator(args, settings_from_args(args))
     assert isinstance(pipe, Toy)
@@ -317,7 +317,7 @@ def test_the_shipped_toy_records_the_base_model_folder_it_was_loaded_from(tmp_pa
     from app.engines import _toy_pipeline
 
     args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
-    pipe = _toy_pipeline(settings_from_args(args))
+    pipe = _toy_pipeline(settings_from_args(args), Path(__file__).resolve().parents[1] / "assets" / "toy")
     base = Path(pipe.mvideo_metadata["base_model"])
     assert (base / "model_index.json").is_file() and base.parent.name == "toy"
     assert pipe.mvideo_metadata["trained_on"] == "runs/toy-v6/base_model"

@@ -65,8 +65,8 @@ def test_box_prompt_leaves_out_background_inside_the_box(tmp_path):
     """A ring's hole shows the background: a box prompt must not fill it (toy-world rings after an mp4 round trip;
     before enclosed background-coloured pixels started as probable background, GrabCut kept the hole: mean IoU
     0.74)."""
-    from mvideo_core.toy.world import make_clip
     from mvideo_core.video_io import read_video, write_video
+    from research.toy.world import make_clip
 
     tracker, scores = ClassicTracker(), []
     for index in (1, 2, 4, 5, 8):  # held-out rings over four backgrounds

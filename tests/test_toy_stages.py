@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mvideo_core.toy import stages
-from mvideo_core.toy.__main__ import main as toy_main
-from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.stages import StageError, prepare_work
+from research.toy import stages
+from research.toy.__main__ import main as toy_main
+from research.toy.config import ToyConfig
+from research.toy.stages import StageError, prepare_work
 
 TINY = dict(
     vae_blocks=(4, 4, 4, 4),
@@ -84,8 +84,8 @@ def test_vae_stage_reports_psnr_and_resumes_exactly(trained_vae, tmp_path, monke
 
 
 def test_vae_stage_reports_the_mask_miou_ceiling_through_its_vae(trained_vae, monkeypatch, tmp_path):
-    from mvideo_core.toy import evaluation
-    from mvideo_core.toy.world import sample_scene
+    from research.toy import evaluation
+    from research.toy.world import sample_scene
 
     work, config, figures = trained_vae
     kind = "+".join(sorted({s.shape for s in sample_scene("heldout", 0).subjects}))
@@ -105,7 +105,7 @@ def test_vae_stage_reports_the_mask_miou_ceiling_through_its_vae(trained_vae, mo
 
 
 def test_vae_stage_in_bf16_runs_the_passes_in_bf16_and_saves_fp32(trained_vae, tmp_path, monkeypatch):
-    from mvideo_core.toy import models
+    from research.toy import models
 
     fp32_work, config, _ = trained_vae
     real, seen = models.toy_vae, []
@@ -126,9 +126,9 @@ def test_vae_stage_in_bf16_runs_the_passes_in_bf16_and_saves_fp32(trained_vae, t
 
 
 def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypatch, capsys):
-    from mvideo_core.toy import load_toy_pipeline
-    from mvideo_core.toy.report import ship
     from mvideo_core.training import losses
+    from research.toy import load_toy_pipeline
+    from research.toy.report import ship
 
     src, config, _ = trained_vae
     work = tmp_path / "w"
@@ -176,8 +176,8 @@ def test_chain_base_resume_mvideo_ship_and_load(trained_vae, tmp_path, monkeypat
     assert out.frames.shape == (1, 33, 64, 96, 3)
 
     # evaluate and report run on the same work folder and write every figure the docs quote
-    from mvideo_core.toy.evaluation import stage_evaluate
-    from mvideo_core.toy.report import write_report
+    from research.toy.evaluation import stage_evaluate
+    from research.toy.report import write_report
 
     stages.stage_mvideo(work, config, alpha=0.0, progress=False)
     ev = stage_evaluate(work, config, progress=False)
@@ -255,15 +255,15 @@ def test_device_flag_errors_are_clear(tmp_path, capsys):
 
 
 def test_missing_toy_weights_say_how_to_make_them(tmp_path):
-    from mvideo_core.toy import load_toy_pipeline
     from mvideo_core.weights import WeightsError
+    from research.toy import load_toy_pipeline
 
-    with pytest.raises(WeightsError, match="python -m mvideo_core.toy run"):
+    with pytest.raises(WeightsError, match="python -m research.toy run"):
         load_toy_pipeline(tmp_path)
 
 
 def test_miou_by_shape_groups_each_clip_with_its_scene():
-    from mvideo_core.toy.report import miou_by_shape
+    from research.toy.report import miou_by_shape
 
     groups = miou_by_shape([0.0, 1.0, 2.0, 3.0])  # held-out scenes 0 and 3 are crosses, 1 and 2 rings
     assert groups == {"cross": [0.0, 3.0], "ring": [1.0, 2.0]}

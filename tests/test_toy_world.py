@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mvideo_core.toy import world
-from mvideo_core.toy.world import (
+from research.toy import world
+from research.toy.world import (
     COLORS,
     SPLITS,
     _background,

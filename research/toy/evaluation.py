@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.stages import StageError, base_model_dir, is_done, mark_done, mvideo_run_name, read_done
-from mvideo_core.toy.world import CLIP_FRAMES, FPS, caption_for, make_clip, render_scene, sample_scene, subject_color
+from research.toy.config import ToyConfig
+from research.toy.workdir import StageError, base_model_dir, is_done, mark_done, mvideo_run_name, read_done
+from research.toy.world import CLIP_FRAMES, FPS, caption_for, make_clip, render_scene, sample_scene, subject_color
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def eval_mask_miou(
     for i in range(offset, offset + config.eval_clips):
         clip = make_clip(split, i, CLIP_FRAMES)
         if vae is not None:
-            from mvideo_core.toy.stages import reconstruct
+            from research.toy.models import reconstruct
 
             frames = reconstruct(vae, clip.frames)
         elif pipe is None:
@@ -136,8 +136,8 @@ def eval_direct_iou(folder: Path) -> dict:
     union with `subject_region` of the video, averaged over frames (where the subject is, not its exact outline)."""
     from mvideo_core.masks import load_masks
     from mvideo_core.metrics import mask_iou
-    from mvideo_core.toy.world import subject_region
     from mvideo_core.video_io import read_video
+    from research.toy.world import subject_region
 
     values = []
     for video in sorted(folder.glob("*.mp4")):

@@ -370,7 +370,7 @@ def render_scene(
             masks[i, j] = m
         frames[j] = np.clip(img, 0, 255).astype(np.uint8)
     names = [f"{s.color} {s.shape}" for s in scene.subjects]
-    maskset = MaskSet(masks, fps, names=names, meta={"source": "mvideo_core.toy.world", "seed": scene.seed})
+    maskset = MaskSet(masks, fps, names=names, meta={"source": "research.toy.world", "seed": scene.seed})
     return Clip(frames, maskset, caption_for(scene), scene, fps)
 
 

@@ -5,15 +5,17 @@ CogVideoX checkout so every later step goes through the production loading code.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 from mvideo_core.tiny import word_tokenizer
-from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.world import caption_words
+from research.toy.config import ToyConfig
+from research.toy.world import caption_words
 
 TOY_MARKER = "TOY_MODEL.txt"
 
@@ -129,7 +131,24 @@ def write_base_folder(
     }
     (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
     (path / TOY_MARKER).write_text(
-        "Toy CogVideoX-architecture model trained on CPU by `python -m mvideo_core.toy` on procedural coloured "
+        "Toy CogVideoX-architecture model trained on CPU by `python -m research.toy` on procedural coloured "
         "shapes at 64x96 (see docs/toy-model.md). It only knows that world.\n"
     )
     return path
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 arrays."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@torch.no_grad()
+def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
+    """Encode (posterior mode) and decode uint8 frames [T, H, W, 3] -> uint8 [T, H, W, 3]."""
+    from mvideo_core.training.precompute import frames_to_tensor
+
+    z = vae.encode(frames_to_tensor(frames)).latent_dist.mode()
+    x = vae.decode(z).sample  # [1, 3, T, H, W]
+    x = ((x[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).numpy()

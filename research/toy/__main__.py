@@ -1,9 +1,9 @@
-"""Train, measure and ship the toy MVideo: `python -m mvideo_core.toy run --work runs/toy` does everything.
+"""Train, measure and ship the toy MVideo: `python -m research.toy run --work runs/toy` does everything.
 
-    python -m mvideo_core.toy run      --work DIR [--docs docs] [--set key=value ...] [--scale 0.01]  # all stages
-    python -m mvideo_core.toy vae|data|base|mvideo|mvideo-a0|evaluate|report --work DIR  # one stage
-    python -m mvideo_core.toy vae --work DIR --device cuda                                  # VAE on a GPU
-    python -m mvideo_core.toy ship     --work DIR [--to assets/toy]                       # copy the weights
+    python -m research.toy run      --work DIR [--docs docs] [--set key=value ...] [--scale 0.01]  # all stages
+    python -m research.toy vae|data|base|mvideo|mvideo-a0|evaluate|report --work DIR  # one stage
+    python -m research.toy vae --work DIR --device cuda                                  # VAE on a GPU
+    python -m research.toy ship     --work DIR [--to assets/toy]                       # copy the weights
 
 Every stage checkpoints; run the same command again after a stop and it goes on from the last checkpoint.
 """
@@ -32,13 +32,15 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mvideo_core.toy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.toy", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=("run", *STAGE_ORDER, "ship"), help="what to do")
     parser.add_argument("--work", type=Path, default=Path("runs/toy"), help="work folder (checkpoints, caches)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change toy config values")
     parser.add_argument("--scale", type=float, default=None, help="multiply steps and clip counts (smoke runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
-    parser.add_argument("--to", type=Path, default=None, help="ship: destination folder (default assets/toy)")
+    parser.add_argument(
+        "--to", type=Path, default=None, help="ship: destination folder (default assets/toy, from the repository root)"
+    )
     parser.add_argument(
         "--docs", type=Path, default=None, help="report: where toy-model.md goes (default WORK/report; docs/ ships it)"
     )
@@ -51,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mvideo_core.toy.config import ToyConfig
-    from mvideo_core.toy.stages import STAGES, StageError, prepare_work
+    from research.toy.config import ToyConfig
+    from research.toy.stages import STAGES, StageError, prepare_work
 
     torch.set_num_threads(args.threads)
     try:
@@ -67,16 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         names = STAGE_ORDER if args.stage == "run" else (args.stage,)
         for name in names:
             if name == "evaluate":
-                from mvideo_core.toy.evaluation import stage_evaluate
+                from research.toy.evaluation import stage_evaluate
 
                 figures = stage_evaluate(work, config, progress)
             elif name == "report":
-                from mvideo_core.toy.report import write_report
+                from research.toy.report import write_report
 
                 docs = args.docs if args.docs is not None else work / "report"
                 figures = {"report": str(write_report(work, config, docs))}
             elif name == "ship":
-                from mvideo_core.toy.report import ship
+                from research.toy.report import ship
 
                 figures = {"shipped": str(ship(work, args.to))}
             elif name == "vae":

@@ -10,22 +10,23 @@ import cv2
 import numpy as np
 import torch
 
-from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.stages import StageError, base_model_dir, is_done, mvideo_run_name, read_done
+from research.toy import SHIPPED_DIR
+from research.toy.config import ToyConfig
+from research.toy.workdir import StageError, base_model_dir, is_done, mvideo_run_name, read_done
 
-ASSETS_TOY = Path(__file__).resolve().parents[2] / "assets" / "toy"
 FIGURE_NAME = "toy-model-frames.png"
 VAE_FIGURE_NAME = "toy-model-vae.png"
 
 
 def ship(work: Path, dest: Path | None = None) -> Path:
     """Copy the base model folder (transformer and VAE in fp16, loaded back as fp32) and the alpha = 1 MVideo weights
-    file into `dest` (default assets/toy): `load_toy_pipeline(dest)` then loads them like any CogVideoX + MVideo."""
+    file into `dest` (default assets/toy in the current folder, the repository root): `load_toy_pipeline(dest)` then
+    loads them like any CogVideoX + MVideo."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
-    from mvideo_core.toy.models import write_base_folder
+    from research.toy.models import write_base_folder
 
-    dest = Path(dest) if dest else ASSETS_TOY
+    dest = Path(dest) if dest else SHIPPED_DIR
     weights = work / mvideo_run_name(1.0) / "mvideo.safetensors"
     if not weights.is_file():
         raise StageError(f"{weights} does not exist: run the mvideo stage first")
@@ -76,8 +77,8 @@ def write_vae_figure(work: Path, path: Path, rows: int = 3) -> Path:
     """Held-out world clips beside their toy-VAE reconstructions at t = 0, 2, 4 s, as a PNG."""
     from diffusers import AutoencoderKLCogVideoX
 
-    from mvideo_core.toy.stages import reconstruct
-    from mvideo_core.toy.world import make_clip
+    from research.toy.models import reconstruct
+    from research.toy.world import make_clip
 
     vae = AutoencoderKLCogVideoX.from_pretrained(base_model_dir(work), subfolder="vae").eval()
     strips = []
@@ -111,7 +112,7 @@ LC_INPUTS = {  # TrainConfig.consistency_inputs, in words
 def miou_by_shape(clips: list[float], split: str = "heldout", offset: int = 0) -> dict[str, list[float]]:
     """Per-clip mIoU grouped by the scene's shape kinds ("cross", "ring", "cross+ring" for two subjects); clip i of an
     evaluation is scene `offset + i` of `split`, as `eval_mask_miou` draws them."""
-    from mvideo_core.toy.world import sample_scene
+    from research.toy.world import sample_scene
 
     groups: dict[str, list[float]] = {}
     for i, value in enumerate(clips):
@@ -162,16 +163,16 @@ def write_report(work: Path, config: ToyConfig, docs: Path) -> Path:
         "No MVideo weights exist and real CogVideoX cannot run on our CPUs, so this is the evidence that our",
         "implementation of the method works: a tiny CogVideoX-architecture model, trained here on 2 CPU cores on a",
         "procedural world, steered by mask sequences. Everything below was produced by one command",
-        "(`python -m mvideo_core.toy run --work runs/toy --docs docs`, then `... ship`; each stage checkpoints and",
+        "(`python -m research.toy run --work runs/toy --docs docs`, then `... ship`; each stage checkpoints and",
         "resumes) and measured through the",
         "project's public code: `load_mvideo_pipeline` / `MVideoPipeline`, `generate_long_video`, the trainer",
         "`MVideoTrainer` (LoRA + mask input + consistency loss), the latent cache `precompute_cache`, and",
         "`python -m mvideo_core.evaluate` (paper eq. 3, classic tracker).",
         "",
         "The shipped weights (`assets/toy/`, a CogVideoX-layout base folder in fp16 plus `mvideo.safetensors`) load with",
-        "`mvideo_core.toy.load_toy_pipeline()`; `tests/test_toy_model.py` checks them on a fixed held-out mask sequence.",
+        "`research.toy.load_toy_pipeline()`; `tests/test_toy_model.py` checks them on a fixed held-out mask sequence.",
         "",
-        "## The world (`mvideo_core/toy/world.py`)",
+        "## The world (`research/toy/world.py`)",
         "",
         "64x96 pixels, 33 frames at 8 fps (4 s, as the real model). Shapes (square, circle, triangle, star, diamond;",
         "held out: cross, ring) in 8 colours with plain/striped/dotted textures move right, left, uphill, downhill, zoom",

@@ -4,7 +4,7 @@
     2. data    world clips -> dataset folders (mp4 + exact masks + manifest) -> the project's latent cache
     3. base    tiny CogVideoX text-to-video transformer, fully trained on the base data (all 8 colours)
     4. mvideo  the project's trainer (LoRA + mask input + L_c) on the 3-colour mask subset, alpha = 1 and alpha = 0
-    5. evaluate / report  (mvideo_core.toy.evaluation)
+    5. evaluate / report  (research.toy.evaluation)
 
 All files live in one work folder; `run_stage(name, work)` is idempotent: a finished stage returns at once.
 """
@@ -22,19 +22,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mvideo_core.toy.config import ToyConfig
-from mvideo_core.toy.world import FPS, make_clip, subject_color
 from mvideo_core.training.config import TrainConfig
+from research.toy.config import ToyConfig
+from research.toy.evaluation import run_evaluate_cli, write_pair
+from research.toy.models import psnr, reconstruct
+from research.toy.report import miou_by_shape
+from research.toy.workdir import (
+    CONFIG_FILE,
+    StageError,
+    base_model_dir,
+    is_done,
+    mark_done,
+    mvideo_run_name,
+    read_done,
+)
+from research.toy.world import FPS, make_clip, subject_color
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "toy_config.json"
-DONE_FILE = "DONE.json"
-
-
-class StageError(RuntimeError):
-    """A stage cannot run (missing earlier stage, config changed under a resumed run); the message says what to do."""
-
 
 # -- work folder -------------------------------------------------------------------------------------------------------
 
@@ -61,21 +65,6 @@ def prepare_work(
     work.mkdir(parents=True, exist_ok=True)
     config.save(path)
     return work, config
-
-
-def is_done(folder: Path) -> bool:
-    return (folder / DONE_FILE).is_file()
-
-
-def mark_done(folder: Path, figures: dict) -> dict:
-    (folder / DONE_FILE).write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
-
-
-def read_done(folder: Path) -> dict:
-    if not is_done(folder):
-        raise StageError(f"{folder} is not finished; run `python -m mvideo_core.toy run --work {folder.parent}`")
-    return json.loads((folder / DONE_FILE).read_text())
 
 
 def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Path:
@@ -112,8 +101,8 @@ def _vae_batch(config: ToyConfig, step: int) -> tuple[torch.Tensor, torch.Tensor
     """(videos [B, 3, T, h, w] in [-1, 1], loss weights [B, 1, T, h, w]): snippets of base-split clips cropped around
     the subject (a random crop would mostly hold background); subject pixels weigh `vae_subject_weight` (their
     colour is what the captions name). One sample in four is a mask video (the VAE encodes the mask condition)."""
-    from mvideo_core.toy.models import spatial_factor
     from mvideo_core.training.precompute import frames_to_tensor, masks_to_tensor
+    from research.toy.models import spatial_factor
 
     rng = np.random.default_rng(config.seed * 7919 + step)
     t, (ch, cw), f = config.vae_snippet_frames, config.vae_crop, spatial_factor(config)
@@ -164,23 +153,6 @@ class _VaeBatches(torch.utils.data.Dataset):
         return _vae_batch(self.config, self.start + index)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 arrays."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-@torch.no_grad()
-def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
-    """Encode (posterior mode) and decode uint8 frames [T, H, W, 3] -> uint8 [T, H, W, 3]."""
-    from mvideo_core.training.precompute import frames_to_tensor
-
-    z = vae.encode(frames_to_tensor(frames)).latent_dist.mode()
-    x = vae.decode(z).sample  # [1, 3, T, H, W]
-    x = ((x[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round()
-    return x.to(torch.uint8).numpy()
-
-
 @torch.no_grad()
 def latent_scaling_factor(vae, config: ToyConfig, clips: int = 8) -> float:
     """1 / std of the VAE's latents over world clips: makes the diffusion latents unit-variance (as SD/CogVideoX)."""
@@ -204,7 +176,7 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
         return read_done(folder)
     from accelerate.utils import send_to_device
 
-    from mvideo_core.toy.models import toy_vae
+    from research.toy.models import toy_vae
 
     device = torch.device(device or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -252,8 +224,6 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
     scale = latent_scaling_factor(vae, config, clips=max(1, min(8, config.eval_clips)))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(folder / "model", safe_serialization=True)
-    from mvideo_core.toy.evaluation import run_evaluate_cli, write_pair
-    from mvideo_core.toy.report import miou_by_shape
 
     scores, subject_scores, colors_kept, pairs = [], [], [], []
     for i in range(config.eval_clips):
@@ -285,11 +255,6 @@ def stage_vae(work: Path, config: ToyConfig, progress: bool = True, device: str 
 
 
 # -- stage 2: data and latent cache -----------------------------------------------------------------------------------
-
-
-def base_model_dir(work: Path) -> Path:
-    """The CogVideoX-layout folder of the toy base model (trained VAE; the transformer is replaced after stage base)."""
-    return work / "base_model"
 
 
 def train_config(work: Path, config: ToyConfig, name: str, **values) -> TrainConfig:
@@ -370,7 +335,7 @@ def write_dataset(
 
 
 def _caption_of(split: str, index: int, motion_words: bool = True) -> str:
-    from mvideo_core.toy.world import caption_for, sample_scene
+    from research.toy.world import caption_for, sample_scene
 
     return caption_for(sample_scene(split, index), motion_words)
 
@@ -385,8 +350,8 @@ def stage_data(work: Path, config: ToyConfig, progress: bool = True) -> dict:
         raise StageError("stage data needs the trained VAE: run stage vae first")
     from diffusers import AutoencoderKLCogVideoX
 
-    from mvideo_core.toy.models import toy_transformer, write_base_folder
     from mvideo_core.training.precompute import precompute_cache
+    from research.toy.models import toy_transformer, write_base_folder
 
     base_dir = base_model_dir(work)
     if not (base_dir / "model_index.json").is_file():
@@ -443,7 +408,7 @@ def stage_base(work: Path, config: ToyConfig, progress: bool = True) -> dict:
     data = _load_cache(work / "cache" / "base")
     empty = empty_prompt_embeds(base_dir)  # [1, L, D]
     scheduler = CogVideoXDDIMScheduler.from_pretrained(base_dir, subfolder="scheduler")
-    from mvideo_core.toy.models import toy_transformer
+    from research.toy.models import toy_transformer
 
     model = toy_transformer(config)
     opt = torch.optim.AdamW(model.parameters(), lr=config.base_lr, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -495,10 +460,6 @@ def stage_base(work: Path, config: ToyConfig, progress: bool = True) -> dict:
 
 
 # -- stage 4: MVideo with the project's trainer ------------------------------------------------------------------------
-
-
-def mvideo_run_name(alpha: float) -> str:
-    return "mvideo_a1" if alpha > 0 else "mvideo_a0"
 
 
 def stage_mvideo(work: Path, config: ToyConfig, alpha: float = 1.0, progress: bool = True) -> dict:

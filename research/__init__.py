@@ -1,0 +1,1 @@
+"""Research code kept beside the product: experiments that train and measure models, not part of `mvideo_core`."""
