@@ -20,11 +20,15 @@ matching each clip's per-channel Lab mean / std to clip 0's before it is written
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import platform
 import shutil
 import threading
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +45,12 @@ from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
 from mvideo_core.engines import GenerationEngine, as_engine
 from mvideo_core.masks import MaskSet, as_bool_masks
 from mvideo_core.settings import GenerationSettings
-from mvideo_core.video_io import write_video
+from mvideo_core.video_io import VideoError, read_video, write_video
+from mvideo_core.weights import model_identity
 
 # MVideo's CogVideoX clip (mvideo_core.clip_spec.COGVIDEOX_CLIP), for code that has no loaded model.
+logger = logging.getLogger(__name__)
+
 FPS = COGVIDEOX_CLIP.fps
 CLIP_FRAMES = COGVIDEOX_CLIP.clip_frames
 CLIP_SECONDS = int(COGVIDEOX_CLIP.clip_seconds)
@@ -164,14 +171,25 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 # -- generation -----------------------------------------------------------------------------------------------------
 
+_ANY = object()
 # Record keys added after records were first written, with the value an old record meant by leaving them out: an old
-# record resumes when the new settings leave them at that value.
+# record resumes when the new settings leave them at that value. How masks were prepared (policy, fit) shows in
+# `masks_sha1` already, so any value matches an old record there.
 _LEGACY_RECORD_DEFAULTS: dict[str, Any] = {
     "engine": "mvideo",
     "mask_guidance_scale": 1.0,
-    "mask_policy": "hold",
-    "mask_fit": "crop",
+    "mask_policy": _ANY,
+    "mask_fit": _ANY,
 }
+
+
+_MODEL_KEYS = ("base_model", "mvideo_weights")
+
+
+def _same_model(old: Any, new: Any) -> bool:
+    """Records written before models had a stable identity hold the path they were loaded from: the same model when
+    that path still holds the same content."""
+    return isinstance(old, str) and Path(old).exists() and model_identity(old) == new
 
 
 def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -179,9 +197,9 @@ def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changed = []
     for key, value in new.items():
         if key not in old and key in _LEGACY_RECORD_DEFAULTS:
-            if value != _LEGACY_RECORD_DEFAULTS[key]:
+            if _LEGACY_RECORD_DEFAULTS[key] not in (_ANY, value):
                 changed.append(key)
-        elif old.get(key) != value:
+        elif old.get(key) != value and not (key in _MODEL_KEYS and _same_model(old.get(key), value)):
             changed.append(key)
     return sorted(changed + [k for k in old if k not in new])
 
@@ -238,23 +256,31 @@ def generate_long_video(
         **identity,
     }
     record_path = out_dir / GENERATION_FILE
-    model_meta = engine.metadata
-    record: dict[str, Any] = {"settings": record_settings, "model": model_meta, "versions": _versions(), "clips": []}
+    record: dict[str, Any] = {
+        "settings": record_settings,
+        "model": engine.metadata,
+        "versions": _versions(),
+        "clips": [],
+    }
     if masks_from is not None:
         record["masks_from"] = masks_from
-    if record_path.is_file():
-        old = json.loads(record_path.read_text())
+    old = _read_record(record_path) if resume else None
+    if old is not None:
         changed = _changed_settings(old.get("settings", {}), record_settings)
-        if resume and changed:
+        if changed:
             raise ValueError(
                 f"{out_dir} holds another generation (different {', '.join(changed)}); choose a new output folder "
                 "or pass resume=False (--no-resume) to overwrite it"
             )
-        if resume:
-            record["clips"] = [c for c in old.get("clips", []) if (out_dir / c["file"]).is_file()]
-    if not resume:
-        for old_clip in out_dir.glob("clip_*.mp4"):
-            old_clip.unlink()
+        record["clips"] = [c for c in old.get("clips", []) if isinstance(c, dict) and {"index", "file"} <= set(c)]
+        if old.get("final") and not any(state_dir.glob("clip_*.npz")):  # finished before (states pruned)
+            if _is_finished(out_dir, record["clips"], spec, num_clips):
+                yield from _replay_finished(out_dir, record["clips"], spec, num_clips)
+                return
+            record["clips"] = []  # the exact frames are gone and a video is torn: start over
+    else:
+        for old_file in (*out_dir.glob("clip_*.mp4"), out_dir / FINAL_FILE):
+            old_file.unlink(missing_ok=True)
         shutil.rmtree(state_dir, ignore_errors=True)
         state_dir.mkdir(parents=True)
 
@@ -265,17 +291,21 @@ def generate_long_video(
     drifts: list[dict[str, float]] = []
     paths: list[Path] = []
     reference_stats = None
+    ranges = spec.clip_ranges(num_clips)  # clip k: frames [start, stop) of the video
     bar = tqdm(total=num_clips, desc="clips", unit="clip", disable=not progress, position=0)
     try:
         for k in range(num_clips):
             name = f"clip_{k:03d}"
             path, state = out_dir / f"{name}.mp4", state_dir / f"{name}.npz"
             done = next((c for c in record["clips"] if c["index"] == k), None)
-            if done is not None and state.is_file():  # resume: the clip was finished before the kill
-                with np.load(state) as data:
-                    frames = data["frames"]
+            # resume: a listed clip counts only when its exact frames load and match the record; a torn clip is made
+            # again, and so is every clip after it (they were conditioned on it)
+            shape = (ranges[k][1] - ranges[k][0], *prepared.size, 3)
+            frames = None if done is None else _verified_clip(done, path, state, shape, spec.fps)
+            if frames is not None:
                 resumed, elapsed = True, float(done.get("seconds", 0.0))
             else:
+                record["clips"] = [c for c in record["clips"] if c["index"] < k]
                 if is_cancelled():
                     return
                 t0 = time.perf_counter()
@@ -284,7 +314,7 @@ def generate_long_video(
                     return
                 if settings.color_match and reference_stats is not None:
                     frames = match_colors(frames, reference_stats)
-                np.savez_compressed(state, frames=frames)
+                _save_state(state, frames)
                 write_video(path, frames, spec.fps)
                 resumed, elapsed = False, time.perf_counter() - t0
             if k == 0:
@@ -294,7 +324,6 @@ def generate_long_video(
             drifts.append(drift)
             paths.append(path)
             if not resumed:
-                record["clips"] = [c for c in record["clips"] if c["index"] != k]
                 record["clips"].append(
                     {
                         "index": k,
@@ -302,6 +331,7 @@ def generate_long_video(
                         "seed": settings.seed + k,
                         "drift": drift,
                         "seconds": round(elapsed, 3),
+                        "frames_sha1": _frames_sha1(frames),
                     }
                 )
                 _write_json(record_path, record)
@@ -324,4 +354,90 @@ def generate_long_video(
         "max_histogram": max(d["histogram"] for d in drifts),
     }
     _write_json(record_path, record)
+    shutil.rmtree(state_dir, ignore_errors=True)  # final.mp4 and the record are written: resume needs no states now
     yield LongVideoResult(final, int(video.shape[0]), spec.fps, paths, record_path, drifts)
+
+
+# -- resume ---------------------------------------------------------------------------------------------------------
+
+
+def _frames_sha1(frames: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+def _save_state(path: Path, frames: np.ndarray) -> None:
+    """The exact frames of a clip, written atomically (a kill leaves the old file or none, never half of one)."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, frames=frames)
+    tmp.replace(path)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The record of an earlier run, or None when there is none or it cannot be read (then the run starts over)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        logger.warning("%s cannot be read (%s): starting over", path, err)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _decoded_frames(path: Path) -> int:
+    """How many frames of a video file decode (0 when none do)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a torn file warns while decoding; the count says it
+            return read_video(path).num_frames
+    except (VideoError, OSError, ValueError):
+        return 0
+
+
+def _verified_clip(
+    entry: dict[str, Any], path: Path, state: Path, shape: tuple[int, ...], fps: float
+) -> np.ndarray | None:
+    """The exact frames of a listed clip when its state loads with the recorded shape and checksum (its mp4 is
+    written again from them when torn); None when the clip has to be made again."""
+    try:
+        with np.load(state) as data:
+            frames = data["frames"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        logger.warning("%s is torn or missing (%s): making clip %s again", state.name, err, entry.get("index"))
+        return None
+    if frames.shape != shape or frames.dtype != np.uint8:
+        return None
+    if entry.get("frames_sha1") not in (None, _frames_sha1(frames)):  # (records before checksums: shape only)
+        logger.warning("%s does not match its checksum: making clip %s again", state.name, entry.get("index"))
+        return None
+    if _decoded_frames(path) != shape[0]:
+        logger.warning("%s is torn: writing it again from the exact frames", path.name)
+        write_video(path, frames, fps)
+    return frames
+
+
+def _is_finished(out_dir: Path, clips: list[dict[str, Any]], spec: ClipSpec, num_clips: int) -> bool:
+    """Whether a generation finished earlier (its states pruned) left every clip and final.mp4 whole."""
+    if sorted(c["index"] for c in clips) != list(range(num_clips)):
+        return False
+    videos = [(out_dir / FINAL_FILE, spec.total_frames(num_clips))]
+    ranges = spec.clip_ranges(num_clips)
+    videos += [(out_dir / c["file"], ranges[c["index"]][1] - ranges[c["index"]][0]) for c in clips]
+    return all(_decoded_frames(path) == frames for path, frames in videos)
+
+
+def _replay_finished(
+    out_dir: Path, clips: list[dict[str, Any]], spec: ClipSpec, num_clips: int
+) -> Iterator[ClipResult | LongVideoResult]:
+    """The results of a finished generation read back from its videos (decoded frames: the exact ones are pruned)."""
+    paths, drifts = [], []
+    for entry in sorted(clips, key=lambda c: c["index"]):
+        path, drift = out_dir / entry["file"], entry.get("drift", {})
+        paths.append(path)
+        drifts.append(drift)
+        frames = read_video(path).frames
+        yield ClipResult(
+            entry["index"], num_clips, path, frames, entry.get("seed", 0), drift, entry.get("seconds", 0.0), True
+        )
+    num_frames = spec.total_frames(num_clips)
+    yield LongVideoResult(out_dir / FINAL_FILE, num_frames, spec.fps, paths, out_dir / GENERATION_FILE, drifts)

@@ -11,6 +11,7 @@ Safetensors only; nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -37,6 +38,41 @@ DEFAULT_BASE_MODEL = "THUDM/CogVideoX-5b"
 
 class WeightsError(ValueError):
     """Weights are missing or unusable; the message says which and the flag that points at them."""
+
+
+# Files up to this size are hashed whole for a model's identity; larger ones by size, head and evenly spaced samples.
+_FULL_HASH_BYTES = 64 * 2**20
+_SAMPLES, _SAMPLE_BYTES = 16, 2**20
+
+
+def _fingerprint_file(path: Path, digest: Any) -> None:
+    size = path.stat().st_size
+    digest.update(f"{size}\n".encode())
+    with path.open("rb") as f:
+        if size <= _FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+            return
+        for i in range(_SAMPLES):  # the safetensors header (shapes, dtypes, metadata) is in the first sample
+            f.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
+            digest.update(f.read(_SAMPLE_BYTES))
+
+
+def model_identity(source: str | Path | None) -> str | None:
+    """A stable name for a model: a hub id as it is; a local folder or file as `name@sha256:<16 hex>` of its
+    content (every file's relative path and bytes; files over 64 MiB by size and 16 samples of 1 MiB), so the same
+    weights keep their identity when moved or copied and a temporary folder does not make a new one each run."""
+    if source is None:
+        return None
+    path = Path(source).expanduser()
+    if not path.exists():
+        return str(source)  # a hub id
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(f"{file.relative_to(path).as_posix() if path.is_dir() else file.name}\n".encode())
+        _fingerprint_file(file, digest)
+    return f"{path.name}@sha256:{digest.hexdigest()[:16]}"
 
 
 def mvideo_lora_config(rank: int = 64, alpha: int | None = None, init_lora_weights: bool | str = True):
@@ -254,10 +290,22 @@ def load_mvideo_pipeline(
             f"could not load the base model from {base!r}: {err}; point {BASE_FLAG} at a CogVideoX hub id "
             f"(e.g. {DEFAULT_BASE_MODEL}) or a local folder with safetensors weights"
         ) from err
-    pipe.mvideo_metadata = {"base_model": str(base_model), "mvideo_weights": None}
+    # base_model / mvideo_weights: stable identities (what generation.json compares on resume); *_source: where
+    # they were loaded from this time; trained_on: the base model the weights file names.
+    pipe.mvideo_metadata = {
+        "base_model": model_identity(base),
+        "base_model_source": str(base_model),
+        "mvideo_weights": None,
+    }
     if mvideo_weights is not None:
         meta = load_mvideo_weights(pipe.transformer, weights_path)
-        pipe.mvideo_metadata = {"base_model": str(base_model), "mvideo_weights": str(mvideo_weights), **meta}
+        pipe.mvideo_metadata = {
+            **{k: v for k, v in meta.items() if k != "base_model"},
+            "trained_on": meta.get("base_model"),
+            **pipe.mvideo_metadata,
+            "mvideo_weights": model_identity(weights_path),
+            "mvideo_weights_source": str(mvideo_weights),
+        }
         if meta.get("base_model") and Path(meta["base_model"]).name != Path(str(base_model)).name:
             warnings.warn(
                 f"MVideo weights were trained on {meta['base_model']!r} but the base model is {str(base_model)!r}",

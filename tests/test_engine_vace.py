@@ -109,29 +109,40 @@ def test_long_video_passes_each_clips_last_frames_to_the_next(engine, tmp_path, 
     assert not calls[1]["mask"][0, :17].any() and calls[1]["mask"][0, 17:].all()
 
 
-def test_cli_makes_8_s_as_two_clips_streamed_in_order_then_resumes_after_a_kill(tmp_path, capsys):
+def test_cli_makes_8_s_as_two_clips_streamed_in_order_then_resumes_after_a_kill(tmp_path, capsys, monkeypatch):
     mask_file = save_masks(_masks(80, fps=10.0), tmp_path / "masks.npz")
-    out = tmp_path / "out"
     args = ["--engine", "vace", "--tiny-random", "--masks", str(mask_file), "--prompt", "a dog", "--seconds", "8"]
-    args += ["--steps", "1", "--height", str(H), "--width", str(W), "--guidance", "5", "--out", str(out)]
-    assert main(args) == 0
+    args += ["--steps", "1", "--height", str(H), "--width", str(W), "--guidance", "5"]
+    whole = tmp_path / "whole"
+    assert main([*args, "--out", str(whole)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("clip 1/2") and lines[1].startswith("clip 2/2") and "clip_001.mp4" in lines[1]
     assert json.loads(lines[-1])["frames"] == 129
-    info = probe_video(out / "final.mp4")
+    info = probe_video(whole / "final.mp4")
     assert (info.num_frames, info.fps) == (129, 16.0) and abs(info.duration - 8.0) < 0.1
-    record = json.loads((out / "generation.json").read_text())
+    record = json.loads((whole / "generation.json").read_text())
     assert record["settings"]["engine"] == "vace" and record["model"]["engine"] == "vace"
     assert [c["index"] for c in record["clips"]] == [0, 1]
-    whole = [np.load(out / ".state" / f"clip_{k:03d}.npz")["frames"] for k in range(2)]
 
-    # Kill after clip 0 (the state of clip 1 and the final video are gone), then run the same command again.
-    for lost in (out / "clip_001.mp4", out / ".state" / "clip_001.npz", out / "final.mp4"):
-        lost.unlink()
-    assert main(args) == 0
+    # Killed while making clip 1 (clip 0 and its state on disk, no final video), then the same command again.
+    out = tmp_path / "out"
+    real = VaceEngine.generate_clip
+
+    def killed_at_clip_1(self, prepared, k, *a, **kw):
+        if k == 1:
+            raise RuntimeError("killed")
+        return real(self, prepared, k, *a, **kw)
+
+    monkeypatch.setattr(VaceEngine, "generate_clip", killed_at_clip_1)
+    assert main([*args, "--out", str(out)]) == 2
+    assert (out / ".state" / "clip_000.npz").is_file() and not (out / "final.mp4").exists()
+    monkeypatch.setattr(VaceEngine, "generate_clip", real)
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert "(resumed)" in lines[0] and "(resumed)" not in lines[1]
-    np.testing.assert_array_equal(np.load(out / ".state" / "clip_001.npz")["frames"], whole[1])
+    resumed = json.loads((out / "generation.json").read_text())
+    assert [c["frames_sha1"] for c in resumed["clips"]] == [c["frames_sha1"] for c in record["clips"]]  # exact frames
     assert probe_video(out / "final.mp4").num_frames == 129
 
 

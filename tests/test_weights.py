@@ -16,6 +16,7 @@ from mvideo_core.weights import (
     WeightsError,
     load_mvideo_pipeline,
     load_mvideo_weights,
+    model_identity,
     mvideo_lora_config,
     read_mvideo_metadata,
     resolve_base_model,
@@ -104,7 +105,12 @@ def test_load_through_the_pipeline_from_local_folders(tmp_path, base_dir):
     pipe = load_mvideo_pipeline(base_dir, tmp_path / "mvideo")
     pipe.set_progress_bar_config(disable=True)
     assert torch.equal(_predict(pipe.transformer), _predict(model))
-    assert pipe.mvideo_metadata["mvideo_weights"] == str(tmp_path / "mvideo")
+    meta = pipe.mvideo_metadata
+    assert meta["mvideo_weights_source"] == str(tmp_path / "mvideo") and meta["base_model_source"] == str(base_dir)
+    assert meta["mvideo_weights"] == model_identity(weights) and meta["mvideo_weights"].startswith(
+        "mvideo.safetensors@"
+    )
+    assert meta["base_model"] == model_identity(base_dir) and meta["trained_on"] == str(base_dir)
     masks = np.zeros((9, 64, 96), dtype=bool)
     masks[:, 20:40, 30:60] = True
     frames = pipe("a dog", masks=masks, num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames
@@ -154,3 +160,28 @@ def test_weights_for_another_model_size_are_refused(tmp_path):
     path = save_mvideo_weights(big, tmp_path / "big.safetensors", base_model="b")
     with pytest.raises(WeightsError, match="does not fit this base model"):
         load_mvideo_weights(MVideoTransformer3DModel.from_cogvideox(tiny_transformer("2b")), path)
+
+
+def test_model_identity_follows_content_not_location(tmp_path, monkeypatch):
+    import shutil
+
+    import mvideo_core.weights as weights_module
+
+    a = tmp_path / "a" / "model"
+    (a / "transformer").mkdir(parents=True)
+    (a / "transformer" / "w.safetensors").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    (a / "model_index.json").write_text("{}")
+    b = tmp_path / "b" / "model"
+    shutil.copytree(a, b)
+    assert model_identity(a) == model_identity(b) and model_identity(a).startswith("model@sha256:")
+    assert model_identity("THUDM/CogVideoX-5b") == "THUDM/CogVideoX-5b" and model_identity(None) is None
+    monkeypatch.setattr(weights_module, "_FULL_HASH_BYTES", 1024)  # large files: size + 16 samples
+    monkeypatch.setattr(weights_module, "_SAMPLE_BYTES", 256)
+    sampled = model_identity(b)
+    data = bytearray((b / "transformer" / "w.safetensors").read_bytes())
+    data[-1] ^= 1  # the last sample covers the end of the file
+    (b / "transformer" / "w.safetensors").write_bytes(bytes(data))
+    assert model_identity(b) != sampled
+    before = model_identity(a)
+    (a / "extra.txt").write_text("x")  # another file in the folder: another model
+    assert model_identity(a) != before
