@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-guidance",
         type=float,
         default=1.0,
-        help="push towards the masks: 1 = off, 2 = moderate (one more model pass a step; needs --masks)",
+        help="push towards the masks: 1 = off, 2 = moderate (~1.5x the work a step, batched with guidance; needs --masks)",
     )
     p.add_argument("--height", type=int, default=None, help="default: the base model's (480)")
     p.add_argument("--width", type=int, default=None, help="default: the base model's (720)")

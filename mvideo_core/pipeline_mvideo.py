@@ -451,7 +451,8 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         masks: bool [T, H, W] or a MaskSet (its union is used); None = text-only. Size defaults follow the masks.
         guidance_scale: classifier-free guidance on the text (the mask and conditions go to both branches).
         mask_guidance_scale: s_m >= 1 adds (s_m - 1) * (eps(text, mask) - eps(text, no mask)) to the guided
-            prediction, pushing the video towards the masks (1 = off; measured in docs/toy-model.md).
+            prediction, pushing the video towards the masks (1 = off; measured in docs/toy-model.md). The text branch
+            without the mask joins the guided batch: one transformer pass of batch 3 a step instead of two passes.
         start_image: uint8 [H, W, 3] conditioning clip 0; previous_frames: uint8 [T, H, W, 3], the previous clip.
         Returns frames as np float [B, T, H, W, 3] in [0, 1] by default.
         """
@@ -560,9 +561,14 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             image_rotary_emb = self.transformer.rotary_embeddings(
                 latents.shape[1], latents.shape[3] // p, latents.shape[4] // p, device
             )
-        # mask and conditions go to both guidance branches
+        # One transformer pass a step over the branches stacked on the batch axis: [uncond, text] with the mask and
+        # conditions in both (classifier-free guidance on the text only), then [text without the mask] when mask
+        # guidance is on. Zero mask latents are exactly "no mask" (`mask_proj` has no bias).
         n_branches = 2 if do_classifier_free_guidance else 1
-        mask_input = None if mask_latents is None else torch.cat([mask_latents] * n_branches)
+        mask_branch = mask_guidance_scale != 1.0
+        mask_input = None
+        if mask_latents is not None:
+            mask_input = torch.cat([mask_latents] * n_branches + [torch.zeros_like(mask_latents)] * mask_branch)
         cond_input = None  # the condition stream runs once per clip; both branches share its keys/values
         if condition_latents is not None:
             p = self.transformer.config.patch_size
@@ -593,23 +599,24 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 if self.interrupt:
                     continue
                 self._current_timestep = t
-                latent_model_input = torch.cat([latents] * n_branches)
+                b = batch_size
+                latent_model_input = torch.cat([latents] * (n_branches + mask_branch))  # [(2 | 1) (+1) B, F, C, H, W]
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 timestep = t.expand(latent_model_input.shape[0])
-                noise_pred = predict(latent_model_input, prompt_embeds, timestep, mask_input)
+                text_input = torch.cat([prompt_embeds, prompt_embeds[-b:]]) if mask_branch else prompt_embeds
+                noise_pred = predict(latent_model_input, text_input, timestep, mask_input)
 
                 if use_dynamic_cfg:  # as CogVideoX: the scale grows from 1 over the steps
                     self._guidance_scale = 1 + guidance_scale * (
                         (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
                     )
-                if mask_guidance_scale != 1.0:  # the text branch once more without the mask
-                    b = batch_size
-                    no_mask = predict(latent_model_input[-b:], prompt_embeds[-b:], timestep[-b:], None)
+                if mask_branch:  # (s - 1) * (eps(text, mask) - eps(text, no mask))
+                    noise_pred, no_mask = noise_pred[:-b], noise_pred[-b:]
                     mask_push = (mask_guidance_scale - 1.0) * (noise_pred[-b:] - no_mask)
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-                if mask_guidance_scale != 1.0:
+                if mask_branch:
                     noise_pred = noise_pred + mask_push
 
                 if not isinstance(self.scheduler, CogVideoXDPMScheduler):
