@@ -8,7 +8,6 @@ the text only: the mask and the conditions are given to both branches.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +18,14 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.loaders import CogVideoXLoraLoaderMixin
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline, retrieve_timesteps
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import PreTrainedTokenizerBase, T5EncoderModel
 
 from mvideo_core.masks import MaskSet
-from mvideo_core.transformer import ConditionLatents, MVideoTransformer3DModel
+from mvideo_core.transformer import ConditionCache, ConditionLatents, MVideoTransformer3DModel
 from mvideo_core.video_io import resize_frames
 
 # Paper sizes: clips at 480x720, motion condition at 256x384.
@@ -47,16 +46,6 @@ def default_condition_size(height: int, width: int) -> tuple[int, int]:
     h = max(16, int(round(height * PAPER_CONDITION_SIZE[0] / PAPER_SIZE[0] / 16)) * 16)
     w = max(16, int(round(width * PAPER_CONDITION_SIZE[1] / PAPER_SIZE[1] / 16)) * 16)
     return h, w
-
-
-def _retrieve_timesteps(scheduler, num_inference_steps: int, device, timesteps: list[int] | None):
-    if timesteps is not None:
-        if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
-            raise ValueError(f"{type(scheduler).__name__} does not accept custom `timesteps`")
-        scheduler.set_timesteps(timesteps=timesteps, device=device)
-    else:
-        scheduler.set_timesteps(num_inference_steps, device=device)
-    return scheduler.timesteps, len(scheduler.timesteps)
 
 
 def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -137,46 +126,9 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             self.enable_vae_tiling()
         return self
 
-    # -- text -----------------------------------------------------------------------------------------------------
-    def _get_t5_prompt_embeds(self, prompt: list[str], max_sequence_length: int, device, dtype) -> torch.Tensor:
-        text_inputs = self.tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
-        prompt_embeds = self.text_encoder(text_inputs.input_ids.to(device))[0]  # [B, L, D_text]
-        return prompt_embeds.to(dtype=dtype, device=device)
-
-    def encode_prompt(
-        self,
-        prompt: str | list[str] | None,
-        negative_prompt: str | list[str] | None = None,
-        do_classifier_free_guidance: bool = True,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        max_sequence_length: int = 226,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """T5 embeddings of the prompt and, for guidance, of the negative prompt ("" by default): [B, L, D] each."""
-        device = device or self._execution_device
-        dtype = dtype or self.text_encoder.dtype
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        batch_size = len(prompt) if prompt is not None else prompt_embeds.shape[0]
-        if prompt_embeds is None:
-            prompt_embeds = self._get_t5_prompt_embeds(prompt, max_sequence_length, device, dtype)
-        if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative_prompt = negative_prompt or ""
-            negative_prompt = batch_size * [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
-            if len(negative_prompt) != batch_size:
-                raise ValueError(
-                    f"`negative_prompt` has batch size {len(negative_prompt)} but `prompt` has {batch_size}"
-                )
-            negative_prompt_embeds = self._get_t5_prompt_embeds(negative_prompt, max_sequence_length, device, dtype)
-        return prompt_embeds, negative_prompt_embeds
+    # -- text (CogVideoX's own: the same T5 and tokenizer) -----------------------------------------------------------
+    _get_t5_prompt_embeds = CogVideoXPipeline._get_t5_prompt_embeds
+    encode_prompt = CogVideoXPipeline.encode_prompt  # -> ([B, L, D], [B, L, D] | None)
 
     # -- conditions -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,7 +163,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         motion = self._vae_encode(_frames_to_tensor(low))  # [1, Fc, C, h/8, w/8]
         return ConditionLatents(appearance=appearance, motion=motion)
 
-    # -- checks ---------------------------------------------------------------------------------------------------
+    # -- checks (one method a concern; check_inputs runs them all before any model runs) -----------------------------
     def check_inputs(
         self,
         prompt,
@@ -231,8 +183,19 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         output_type="np",
         num_inference_steps=50,
         mask_guidance_scale=1.0,
+        latents=None,
     ) -> None:
         """Raise a ValueError naming the offending value and the expected one before any model runs."""
+        self._check_call(
+            height, width, num_frames, num_inference_steps, output_type, callback_on_step_end_tensor_inputs
+        )
+        batch = self._check_text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
+        self._check_latents(latents, batch, height, width, num_frames)
+        self._check_masks(masks, mask_latents, mask_guidance_scale, batch, height, width, num_frames)
+        self._check_conditions(start_image, previous_frames, condition_latents, condition_size, height, width)
+
+    def _check_call(self, height, width, num_frames, num_inference_steps, output_type, tensor_inputs) -> None:
+        """Sizes, frame count, steps, output type and the step callback's tensor names."""
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
         for name, value in (("height", height), ("width", width)):
             if not isinstance(value, int) or value <= 0 or value % multiple:
@@ -244,21 +207,15 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             raise ValueError(f"`num_inference_steps` has to be a positive integer but is {num_inference_steps}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` has to be one of {OUTPUT_TYPES} but is {output_type!r}")
-        if not is_mask_guidance_scale(mask_guidance_scale):
-            raise ValueError(
-                f"`mask_guidance_scale` has to be a number >= 1 (1 = off, 2 = a moderate push towards the masks) "
-                f"but is {mask_guidance_scale!r}"
-            )
-        if mask_guidance_scale != 1.0 and masks is None and mask_latents is None:
-            raise ValueError("`mask_guidance_scale` steers towards the masks: give `masks` too, or leave it at 1")
-        if callback_on_step_end_tensor_inputs is not None:
-            bad = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if tensor_inputs is not None:
+            bad = [k for k in tensor_inputs if k not in self._callback_tensor_inputs]
             if bad:
                 raise ValueError(
                     f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, found {bad}"
                 )
 
-        # text
+    def _check_text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds) -> int:
+        """The prompt or its embeddings (one of the two), the negative likewise; returns the batch size."""
         if prompt is not None and prompt_embeds is not None:
             raise ValueError("Cannot forward both `prompt` and `prompt_embeds`; pass only one of the two")
         if prompt is None and prompt_embeds is None:
@@ -287,10 +244,27 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 f"`prompt_embeds` has to be a tensor [B, L, D] but is {getattr(prompt_embeds, 'shape', prompt_embeds)}"
             )
         batch = 1 if prompt_embeds is None else prompt_embeds.shape[0]
-        if isinstance(prompt, list):
-            batch = len(prompt)
+        return len(prompt) if isinstance(prompt, list) else batch
 
-        # mask
+    def _check_latents(self, latents, batch, height, width, num_frames) -> None:
+        """Given starting latents have the shape the pipeline would draw: [B, F, C, h, w]."""
+        if latents is None:
+            return
+        s, t = self.vae_scale_factor_spatial, self.vae_scale_factor_temporal
+        want = (batch, (num_frames - 1) // t + 1, self.transformer.config.in_channels, height // s, width // s)
+        if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != want:
+            raise ValueError(f"`latents` has to be {want} but is {getattr(latents, 'shape', latents)}")
+
+    def _check_masks(self, masks, mask_latents, mask_guidance_scale, batch, height, width, num_frames) -> None:
+        """One mask per frame at the video's size (or mask latents of the matching shape), and mask guidance."""
+        if not is_mask_guidance_scale(mask_guidance_scale):
+            raise ValueError(
+                f"`mask_guidance_scale` has to be a number >= 1 (1 = off, 2 = a moderate push towards the masks) "
+                f"but is {mask_guidance_scale!r}"
+            )
+        if mask_guidance_scale != 1.0 and masks is None and mask_latents is None:
+            raise ValueError("`mask_guidance_scale` steers towards the masks: give `masks` too, or leave it at 1")
+        t = self.vae_scale_factor_temporal
         if masks is not None and mask_latents is not None:
             raise ValueError("Cannot forward both `masks` and `mask_latents`; pass one of the two")
         if masks is not None:
@@ -313,7 +287,12 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             if not isinstance(mask_latents, torch.Tensor) or tuple(mask_latents.shape) != want:
                 raise ValueError(f"`mask_latents` has to be {want} but is {getattr(mask_latents, 'shape', None)}")
 
-        # long-video conditions
+    def _check_conditions(
+        self, start_image, previous_frames, condition_latents, condition_size, height, width
+    ) -> None:
+        """At most one long-video condition, each at the video's size; the motion condition's size."""
+        multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
+        t = self.vae_scale_factor_temporal
         given = [n for n, v in (("start_image", start_image), ("previous_frames", previous_frames)) if v is not None]
         if condition_latents is not None:
             given.append("condition_latents")
@@ -357,59 +336,15 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
                 f"`condition_latents` has to be a ConditionLatents but is {type(condition_latents).__name__}"
             )
 
-    # -- latents --------------------------------------------------------------------------------------------------
-    def prepare_latents(self, batch_size, num_channels, num_frames, height, width, dtype, device, generator, latents):
-        shape = (
-            batch_size,
-            (num_frames - 1) // self.vae_scale_factor_temporal + 1,
-            num_channels,
-            height // self.vae_scale_factor_spatial,
-            width // self.vae_scale_factor_spatial,
-        )  # [B, F, C, H, W]
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size}")
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"`latents` has to be {shape} but is {tuple(latents.shape)}")
-        else:
-            latents = latents.to(device=device, dtype=dtype)
-        return latents * self.scheduler.init_noise_sigma
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, F, C, h, w] -> video [B, 3, T, H, W] in [-1, 1]."""
-        latents = latents.permute(0, 2, 1, 3, 4) / self.vae_scaling_factor_image  # [B, C, F, h, w]
-        return self.vae.decode(latents.to(self.vae.dtype)).sample
-
-    def prepare_extra_step_kwargs(self, generator, eta):
-        params = set(inspect.signature(self.scheduler.step).parameters)
-        kwargs = {}
-        if "eta" in params:
-            kwargs["eta"] = eta
-        if "generator" in params:
-            kwargs["generator"] = generator
-        return kwargs
-
-    @property
-    def guidance_scale(self) -> float:
-        return self._guidance_scale
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def attention_kwargs(self) -> dict | None:
-        return self._attention_kwargs
-
-    @property
-    def current_timestep(self):
-        return self._current_timestep
-
-    @property
-    def interrupt(self) -> bool:
-        """Set `pipe._interrupt = True` (e.g. from a step callback) to stop after the current step."""
-        return self._interrupt
+    # -- latents and scheduler (CogVideoX's own) --------------------------------------------------------------------
+    prepare_latents = CogVideoXPipeline.prepare_latents  # noise [B, F, C, h, w] x the scheduler's init sigma
+    decode_latents = CogVideoXPipeline.decode_latents  # [B, F, C, h, w] -> video [B, 3, T, H, W] in [-1, 1]
+    prepare_extra_step_kwargs = CogVideoXPipeline.prepare_extra_step_kwargs
+    guidance_scale = CogVideoXPipeline.guidance_scale
+    num_timesteps = CogVideoXPipeline.num_timesteps
+    attention_kwargs = CogVideoXPipeline.attention_kwargs
+    current_timestep = CogVideoXPipeline.current_timestep
+    interrupt = CogVideoXPipeline.interrupt  # set `pipe._interrupt = True` (e.g. in a step callback) to stop
 
     # -- call -----------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -493,6 +428,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             output_type,
             num_inference_steps,
             mask_guidance_scale,
+            latents,
         )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -539,7 +475,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
             condition_latents = None
 
         # 5. Prepare timesteps
-        timesteps, num_inference_steps = _retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps)
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps)
         self._num_timesteps = len(timesteps)
 
         # 6. Prepare latents: [B, F, C, h, w]
@@ -569,15 +505,9 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         mask_input = None
         if mask_latents is not None:
             mask_input = torch.cat([mask_latents] * n_branches + [torch.zeros_like(mask_latents)] * mask_branch)
-        cond_input = None  # the condition stream runs once per clip; both branches share its keys/values
-        if condition_latents is not None:
-            p = self.transformer.config.patch_size
-            hook = getattr(self.transformer, "_hf_hook", None)
-            if hook is not None:  # model CPU offload: bring the transformer to the GPU as its forward would
-                hook.pre_forward(self.transformer)
-            cond_input = self.transformer.condition_cache(
-                condition_latents, latents.shape[3] // p, latents.shape[4] // p, attention_kwargs
-            )
+        # The condition stream runs once per clip, in the first step's pass (where CPU offload has placed the model);
+        # every branch and step shares its keys/values.
+        cond_input = None if condition_latents is None else ConditionCache.deferred(condition_latents)
 
         def predict(hidden_states, text_embeds, timestep, mask):
             return self.transformer(
@@ -650,7 +580,7 @@ class MVideoPipeline(DiffusionPipeline, CogVideoXLoraLoaderMixin):
         if output_type == "latent":
             video = latents
         else:
-            video = self.decode_latents(latents)  # [B, 3, T, H, W]
+            video = self.decode_latents(latents.to(self.vae.dtype))  # [B, 3, T, H, W]
             video = self.video_processor.postprocess_video(video=video, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:

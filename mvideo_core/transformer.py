@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +46,7 @@ from diffusers.models.embeddings import (
     get_3d_rotary_pos_embed,
 )
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from diffusers.utils import apply_lora_scale
 from torch import nn
 
@@ -103,9 +104,16 @@ class ConditionCache:
     """Keys and values of the condition tokens in every block: `kv[i] = (k, v)`, each [B, heads, Nc, head_dim].
 
     Made by `MVideoTransformer3DModel.condition_cache` once per clip; pass it as `condition_latents` at every step.
+    `ConditionCache.deferred(conditions)` is filled by the first forward pass that receives it, i.e. where the model
+    runs (with CPU offload the hooks have moved it to the GPU by then), and reused by the later ones.
     """
 
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    conditions: ConditionLatents | None = None  # what a deferred cache is built from
+
+    @classmethod
+    def deferred(cls, conditions: ConditionLatents) -> ConditionCache:
+        return cls([], conditions)
 
     @property
     def num_tokens(self) -> int:
@@ -113,28 +121,16 @@ class ConditionCache:
 
     @property
     def batch_size(self) -> int:
-        return int(self.kv[0][0].shape[0])
+        return int(self.kv[0][0].shape[0]) if self.kv else int(self.conditions.batch_size)
 
 
 # -- positions --------------------------------------------------------------------------------------------------
 
 
-def _resize_crop_region_for_grid(src: tuple[int, int], tgt_width: int, tgt_height: int):
-    # As diffusers.pipelines.cogvideo.pipeline_cogvideox.get_resize_crop_region_for_grid (not importable as API).
-    tw, th = tgt_width, tgt_height
-    h, w = src
-    if h / w > th / tw:
-        resize_height, resize_width = th, int(round(th / h * w))
-    else:
-        resize_width, resize_height = tw, int(round(tw / w * h))
-    crop_top, crop_left = int(round((th - resize_height) / 2.0)), int(round((tw - resize_width) / 2.0))
-    return (crop_top, crop_left), (crop_top + resize_height, crop_left + resize_width)
-
-
 def _rope_grid_axes(config: Any, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE coordinates of the noisy token grid rows and columns, exactly as CogVideoX's pipeline builds them."""
     p = config.patch_size
-    (top, left), (bottom, right) = _resize_crop_region_for_grid(
+    (top, left), (bottom, right) = get_resize_crop_region_for_grid(
         (grid_h, grid_w), config.sample_width // p, config.sample_height // p
     )
     pos_h = torch.linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, dtype=torch.float32)
@@ -154,7 +150,7 @@ def rotary_embeddings(
     config: Any, num_frames: int, grid_h: int, grid_w: int, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """3D RoPE (cos, sin) for the noisy tokens, [F * gh * gw, head_dim] each, identical to CogVideoX's pipeline."""
-    (top, left), (bottom, right) = _resize_crop_region_for_grid(
+    (top, left), (bottom, right) = get_resize_crop_region_for_grid(
         (grid_h, grid_w), config.sample_width // config.patch_size, config.sample_height // config.patch_size
     )
     return get_3d_rotary_pos_embed(
@@ -210,6 +206,8 @@ class MVideoAttnProcessor:
     RoPE: that is how the condition stream fills the `ConditionCache`.
     """
 
+    # Adapted from diffusers.models.attention_processor.CogVideoXAttnProcessor2_0.__call__ (diffusers 0.42.1):
+    # + the condition keys/values (gated, decoupled attention) and store_kv; the rest is line for line the same.
     def __call__(
         self,
         attn: Attention,
@@ -522,6 +520,12 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         if conditions is None:
             return
         if isinstance(conditions, ConditionCache):
+            if not conditions.kv and conditions.conditions is None:
+                raise ValueError("an empty condition cache: build it with condition_cache() or ConditionCache.deferred")
+            if not conditions.kv:
+                if b % conditions.batch_size:
+                    raise ValueError(f"conditions for batch {conditions.batch_size} do not divide the batch {b}")
+                return
             if len(conditions.kv) != len(self.transformer_blocks) or b % conditions.batch_size:
                 raise ValueError(
                     f"condition cache has {len(conditions.kv)} layers for batch {conditions.batch_size}; the model has "
@@ -588,6 +592,8 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
             kv.append(store[0])
         return ConditionCache(kv)
 
+    # Adapted from diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXTransformer3DModel.forward
+    # (diffusers 0.42.1): + the mask tokens (patch-embedded mask latents) and the condition cache in every block.
     @apply_lora_scale("attention_kwargs")
     def forward(
         self,
@@ -632,6 +638,8 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         cache = condition_latents
         if isinstance(condition_latents, ConditionLatents):
             cache = self.condition_cache(condition_latents, grid_h, grid_w, attention_kwargs)
+        elif isinstance(cache, ConditionCache) and not cache.kv:  # deferred: built once, here, where the model runs
+            cache.kv = self.condition_cache(cache.conditions, grid_h, grid_w, attention_kwargs).kv
         if self.config.use_rotary_positional_embeddings and image_rotary_emb is None:
             image_rotary_emb = self.rotary_embeddings(num_frames, grid_h, grid_w, hidden_states.device)
 

@@ -293,6 +293,7 @@ def _bad_inputs(masks):
         ({"masks": masks, "mask_guidance_scale": float("nan")}, "`mask_guidance_scale` has to be a number >= 1"),
         ({"masks": masks, "mask_guidance_scale": "2"}, "`mask_guidance_scale` has to be a number >= 1"),
         ({"num_frames": T, "height": H, "width": W, "mask_guidance_scale": 2.0}, "give `masks` too"),
+        ({"masks": masks, "latents": torch.zeros(1, 2, 3)}, "`latents` has to be \\(1, 3, 4, 8, 12\\)"),
     ]
 
 

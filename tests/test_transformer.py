@@ -114,6 +114,22 @@ def test_condition_cache_gives_the_same_prediction_and_serves_both_guidance_bran
 
 
 @torch.no_grad()
+def test_a_deferred_condition_cache_is_built_by_the_first_pass_and_reused(pair):
+    _, model, _ = pair
+    model.condition_embed.gates.fill_(0.7)
+    x, text, t = _inputs()
+    cond = _conditions(batch=1)
+    explicit = model(x, text, t, condition_latents=model.condition_cache(cond, H_LAT // 2, W_LAT // 2)).sample
+    deferred = ConditionCache.deferred(cond)
+    assert deferred.batch_size == 1 and not deferred.kv
+    first = model(x, text, t, condition_latents=deferred).sample
+    built = deferred.kv[0][0]
+    second = model(x, text, t, condition_latents=deferred).sample
+    assert torch.equal(first, explicit) and torch.equal(second, explicit)
+    assert deferred.kv[0][0] is built  # computed once (the pipeline shares it between steps)
+
+
+@torch.no_grad()
 def test_condition_tokens_carry_no_mask_channels():
     model = MVideoTransformer3DModel.from_cogvideox(tiny_transformer("2b"))
     cond = _conditions(batch=1)
