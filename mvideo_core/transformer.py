@@ -521,7 +521,9 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
             return
         if isinstance(conditions, ConditionCache):
             if not conditions.kv and conditions.conditions is None:
-                raise ValueError("an empty condition cache: build it with condition_cache() or ConditionCache.deferred")
+                raise ValueError(
+                    "an empty condition cache: build it with condition_cache() or ConditionCache.deferred"
+                )
             if not conditions.kv:
                 if b % conditions.batch_size:
                     raise ValueError(f"conditions for batch {conditions.batch_size} do not divide the batch {b}")

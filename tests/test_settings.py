@@ -56,7 +56,9 @@ def test_a_huge_length_is_refused_by_the_budget_naming_size_and_limit():
         GenerationSettings("a dog", seconds=1_000_000_000).plan(COGVIDEOX_CLIP)
     assert err.value.field == "seconds"
     small = Budget(max_bytes=2**30)  # 1 GiB: 776 frames of 480x720 RGB + mask
-    with pytest.raises(SettingsError, match=r"needs 1.28 GiB \(993 frames of 720x480\), over the memory limit of 1 GiB"):
+    with pytest.raises(
+        SettingsError, match=r"needs 1.28 GiB \(993 frames of 720x480\), over the memory limit of 1 GiB"
+    ):
         GenerationSettings("a dog", seconds=124).plan(COGVIDEOX_CLIP, small)
     assert GenerationSettings("a dog", seconds=96).plan(COGVIDEOX_CLIP, small).num_clips == 24
 
