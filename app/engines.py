@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mvideo_core.clip_spec import COGVIDEOX_CLIP
 from mvideo_core.extraction import Grounder, Tracker
+from mvideo_core.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +37,12 @@ class StudioSettings:
     session_timeout: float = 3600.0  # seconds a session may stay idle before its memory is freed
     tiny_random: bool = False
     work_size: tuple[int, int] = (480, 720)  # masks are extracted and edited at this size
-    model_size: tuple[int, int] = (480, 720)  # the generator's frame size
-    model_fps: float = 8.0
-    clip_seconds: float = 4.0
-    default_steps: int = 50
-    default_guidance: float = 6.0
+    # the generator's clip shape: replaced by the loaded engine's spec (use_engine_spec); CogVideoX's until then
+    model_size: tuple[int, int] = COGVIDEOX_CLIP.default_size
+    model_fps: float = COGVIDEOX_CLIP.fps
+    clip_seconds: float = COGVIDEOX_CLIP.clip_seconds
+    default_steps: int = GenerationSettings.num_inference_steps
+    default_guidance: float = GenerationSettings.guidance_scale
     device: str = "cpu"
 
     @property

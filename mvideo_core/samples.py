@@ -27,13 +27,15 @@ import numpy as np
 
 from mvideo_core import cli_args
 from mvideo_core.budget import add_budget_arguments, budget_from_args
+from mvideo_core.clip_spec import COGVIDEOX_CLIP
 from mvideo_core.masks import MaskSet, load_masks, save_masks
 from mvideo_core.outputs import OutputError, check_writable_dir
 from mvideo_core.video_io import Video, read_video, write_video
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 DEFAULT_SIZE = (240, 360)
-DEFAULT_FRAMES = 33  # one model clip: 4 s at 8 fps
+DEFAULT_FRAMES = COGVIDEOX_CLIP.clip_frames  # one model clip: 4 s at 8 fps
+DEFAULT_FPS = COGVIDEOX_CLIP.fps
 _CANVAS = 1.6  # the world is this many frames wide/high, so the camera can move over it
 
 
@@ -264,7 +266,7 @@ def make_sample(
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     num_frames: int = DEFAULT_FRAMES,
-    fps: float = 8.0,
+    fps: float = DEFAULT_FPS,
     seed: int = 0,
 ) -> tuple[Video, MaskSet]:
     """Render sample `name`: frames uint8 [T, H, W, 3] and exact visible masks bool [K, T, H, W]."""
@@ -320,7 +322,7 @@ def write_samples(
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     num_frames: int = DEFAULT_FRAMES,
-    fps: float = 8.0,
+    fps: float = DEFAULT_FPS,
     seed: int = 0,
     crf: int = 20,
 ) -> Path:
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=size, nargs=2, default=DEFAULT_SIZE, metavar=("H", "W"), help="frame size")
     frames = cli_args.number(1, 3600, integer=True)
     parser.add_argument("--frames", type=frames, default=DEFAULT_FRAMES, help="frames per sample (default 33)")
-    parser.add_argument("--fps", type=cli_args.fps, default=8.0, help="frame rate (default 8)")
+    parser.add_argument("--fps", type=cli_args.fps, default=DEFAULT_FPS, help="frame rate (default 8)")
     parser.add_argument("--seed", type=cli_args.number(0, 2**32 - 1, integer=True), default=0, help="random seed")
     add_budget_arguments(parser)
     args = parser.parse_args(argv)
