@@ -230,11 +230,9 @@ def _toy_pipeline(settings: StudioSettings, folder: Path) -> Any | None:
     except (WeightsError, OSError) as err:
         logger.info("no toy model: %s", err)
         return None
-    # The weights' metadata names the folder they were trained on (runs/toy-v6/..., not in the repository); the
-    # generation records name the shipped base model the studio loaded.
-    meta = pipe.mvideo_metadata
-    meta["trained_on"], meta["base_model"] = meta.get("base_model"), str(base.resolve())
-    meta["label"] = TOY_LABEL
+    # generation records name the shipped base model by its content (mvideo_metadata["base_model"]); the folder the
+    # weights were trained on (runs/toy-v6/..., not in the repository) is kept as "trained_on"
+    pipe.mvideo_metadata["label"] = TOY_LABEL
     try:
         config = json.loads((folder / "toy_config.json").read_text())
         settings.default_steps = int(config["inference_steps"])

@@ -315,12 +315,15 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
 def test_the_shipped_toy_records_the_base_model_folder_it_was_loaded_from(tmp_path):
     """generation.json named runs/toy-v6/base_model (where the toy was trained, absent from the repository)."""
     from app.engines import _toy_pipeline
+    from mvideo_core.weights import model_identity
 
     args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
     pipe = _toy_pipeline(settings_from_args(args), Path(__file__).resolve().parents[1] / "assets" / "toy")
-    base = Path(pipe.mvideo_metadata["base_model"])
+    meta = pipe.mvideo_metadata
+    base = Path(meta["base_model_source"])
     assert (base / "model_index.json").is_file() and base.parent.name == "toy"
-    assert pipe.mvideo_metadata["trained_on"] == "runs/toy-v6/base_model"
+    assert meta["base_model"] == model_identity(base) and meta["base_model"].startswith("base_model@sha256:")
+    assert meta["trained_on"] == "runs/toy-v6/base_model"
 
 
 def test_detect_offers_at_most_ten_candidates_best_first(tracked):
