@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mvideo_core.clip_spec import COGVIDEOX_CLIP
+from mvideo_core.clip_spec import COGVIDEOX_CLIP, ClipSpec
 from mvideo_core.extraction import Grounder, Tracker
 from mvideo_core.settings import GenerationSettings
 
@@ -52,10 +52,14 @@ class StudioSettings:
 
 
 class Generator(Protocol):
-    """What the studio needs of a loaded generator (an `MVideoPipeline`): `generate_long_video` drives it, and
-    its metadata names the model in every `generation.json`."""
+    """What the studio needs of a loaded generator: a `GenerationEngine` (mvideo_core.engines) that
+    `generate_long_video` drives; its clip spec sizes the page and its identity names the model in generation.json."""
 
-    mvideo_metadata: dict[str, Any]
+    @property
+    def spec(self) -> ClipSpec: ...
+
+    @property
+    def identity(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -180,16 +184,26 @@ def build_grounder(args: argparse.Namespace, settings: StudioSettings) -> tuple[
     return grounder, f"Grounding DINO ({getattr(grounder, 'source', 'loaded')})"
 
 
-def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple[Any, str]:
-    """The MVideo pipeline, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
+def use_engine_spec(settings: StudioSettings, engine: Generator) -> Generator:
+    """The studio's model size, frame rate and clip length from the loaded engine's clip spec."""
+    spec = engine.spec
+    settings.model_size, settings.model_fps, settings.clip_seconds = spec.default_size, spec.fps, spec.clip_seconds
+    return engine
+
+
+def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple[Generator | None, str]:
+    """The generation engine, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
     try:
-        from mvideo_core.weights import WeightsError, load_mvideo_pipeline
+        from mvideo_core.engines import MVideoEngine
+        from mvideo_core.weights import WeightsError
     except ImportError as err:
         return None, f"generation is not installed ({err})"
     if settings.tiny_random:
-        return _tiny_random_pipeline(load_mvideo_pipeline), (
-            "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
-        )
+        engine = MVideoEngine.load_tiny_random()  # loaded from a folder removed at once; recorded as tiny-random-2b
+        engine.pipe.set_progress_bar_config(desc="denoising")
+        return use_engine_spec(
+            settings, engine
+        ), "tiny random-weight model on CPU: output is NOISE (demo mode, --tiny-random)"
     no_weights = not args.base_model and not args.mvideo_weights
     no_gpu = settings.device == "cpu" and not getattr(args, "device", None)
     if no_weights or no_gpu:
@@ -200,25 +214,28 @@ def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple
             else "no weights given: pass --base-model (CogVideoX hub id or folder) and --mvideo-weights"
         )
         toy_dir = getattr(args, "toy_model", None)
-        toy = None if getattr(args, "no_toy", False) or toy_dir is None else _toy_pipeline(settings, Path(toy_dir))
+        toy = None if getattr(args, "no_toy", False) or toy_dir is None else _toy_engine(settings, Path(toy_dir))
         if toy is not None:
-            return toy, f"{toy.mvideo_metadata.get('label', 'toy model')}. For real videos: {why}"
+            return toy, f"{TOY_LABEL}. For real videos: {why}"
         if no_gpu:
             return None, f"{why}, or try --tiny-random"
     try:
-        pipe = load_mvideo_pipeline(args.base_model, args.mvideo_weights, device=settings.device)
+        engine = MVideoEngine.from_pretrained(args.base_model, args.mvideo_weights, device=settings.device)
     except WeightsError as err:
         return None, str(err)
     if args.offload and settings.device.startswith("cuda"):
-        pipe.configure_memory(offload="model", vae_slicing=True, vae_tiling=True)
-    return pipe, f"MVideo on {args.base_model} with {args.mvideo_weights} ({settings.device})"
+        engine.configure_memory(offload="model", vae_slicing=True, vae_tiling=True)
+    status = f"MVideo on {args.base_model} with {args.mvideo_weights} ({settings.device})"
+    return use_engine_spec(settings, engine), status
 
 
-def _toy_pipeline(settings: StudioSettings, folder: Path) -> Any | None:
+def _toy_engine(settings: StudioSettings, folder: Path) -> Generator | None:
     """The toy MVideo shipped in `folder` (assets/toy: CPU-trained, 64x96), loaded like any CogVideoX + MVideo
-    weights; its toy_config.json gives the steps and guidance it was measured with."""
+    weights; its toy_config.json gives the steps and guidance it was measured with. Its record names the base model
+    by content and keeps the folder the weights were trained on as "trained_on"."""
     try:
-        from mvideo_core.weights import WeightsError, load_mvideo_pipeline
+        from mvideo_core.engines import MVideoEngine
+        from mvideo_core.weights import WeightsError
     except ImportError:
         return None
     base, weights = folder / "base_model", folder / "mvideo.safetensors"
@@ -226,41 +243,18 @@ def _toy_pipeline(settings: StudioSettings, folder: Path) -> Any | None:
         logger.info("no toy model in %s (base_model/ and mvideo.safetensors expected)", folder)
         return None
     try:
-        pipe = load_mvideo_pipeline(base, weights, device="cpu")
+        engine = MVideoEngine.from_pretrained(base, weights, device="cpu")
     except (WeightsError, OSError) as err:
         logger.info("no toy model: %s", err)
         return None
-    # generation records name the shipped base model by its content (mvideo_metadata["base_model"]); the folder the
-    # weights were trained on (runs/toy-v6/..., not in the repository) is kept as "trained_on"
-    pipe.mvideo_metadata["label"] = TOY_LABEL
+    engine.pipe.mvideo_metadata["label"] = TOY_LABEL
     try:
         config = json.loads((folder / "toy_config.json").read_text())
         settings.default_steps = int(config["inference_steps"])
         settings.default_guidance = float(config["guidance_scale"])
     except (OSError, ValueError, KeyError, TypeError):
         settings.default_steps = 20
-    s = pipe.vae_scale_factor_spatial
-    settings.model_size = (pipe.transformer.config.sample_height * s, pipe.transformer.config.sample_width * s)
-    return pipe
-
-
-def _tiny_random_pipeline(load: Callable) -> Any:
-    """A tiny random-weight CogVideoX saved to a temporary folder and loaded by the production loader."""
-    import atexit
-    import shutil
-    import tempfile
-    import warnings
-
-    from mvideo_core.tiny import save_tiny_base_model
-
-    folder = tempfile.mkdtemp(prefix="mvideo-tiny-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    save_tiny_base_model(folder)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "no MVideo weights": expected in the demo mode
-        pipe = load(folder, None, require_mvideo_weights=False)
-    pipe.set_progress_bar_config(desc="denoising")
-    return pipe
+    return use_engine_spec(settings, engine)
 
 
 def build_engines(args: argparse.Namespace) -> Engines:

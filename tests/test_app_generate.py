@@ -124,7 +124,7 @@ def test_mask_guidance_reaches_the_pipeline_and_gets_its_own_folder(tracked):
     assert (off.mask_guidance, on.mask_guidance) == (1.0, 2.5)
     final = list(generate_step.generate(engines, session, on))[-1]
     assert json.loads(Path(final.record).read_text())["settings"]["mask_guidance_scale"] == 2.5
-    union = generate_step.model_masks(engines, generate_step.condition_masks(engines, session), 33)
+    union = generate_step.model_masks(engines, generate_step.condition_masks(engines, session), 1)
     assert generate_step.generation_dir(session.project, on, union) != generate_step.generation_dir(
         session.project, off, union
     )
@@ -301,9 +301,9 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
     import app.engines as engines_module
 
     class Toy:
-        mvideo_metadata = {"label": "Toy MVideo (tiny CPU-trained demo model)"}
+        pass
 
-    monkeypatch.setattr(engines_module, "_toy_pipeline", lambda settings, folder: Toy())
+    monkeypatch.setattr(engines_module, "_toy_engine", lambda settings, folder: Toy())
     args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
     pipe, status = build_generator(args, settings_from_args(args))
     assert isinstance(pipe, Toy)
@@ -314,12 +314,15 @@ def test_without_weights_the_shipped_toy_model_is_offered_and_labelled(tmp_path,
 
 def test_the_shipped_toy_records_the_base_model_folder_it_was_loaded_from(tmp_path):
     """generation.json named runs/toy-v6/base_model (where the toy was trained, absent from the repository)."""
-    from app.engines import _toy_pipeline
+    from app.engines import _toy_engine
     from mvideo_core.weights import model_identity
 
     args = build_parser().parse_args(["--projects-dir", str(tmp_path)])
-    pipe = _toy_pipeline(settings_from_args(args), Path(__file__).resolve().parents[1] / "assets" / "toy")
-    meta = pipe.mvideo_metadata
+    settings = settings_from_args(args)
+    engine = _toy_engine(settings, Path(__file__).resolve().parents[1] / "assets" / "toy")
+    assert settings.model_size == engine.spec.default_size == (64, 96)  # the studio takes the engine's clip shape
+    assert engine.identity["base_model"] == engine.metadata["base_model"]
+    meta = engine.metadata
     base = Path(meta["base_model_source"])
     assert (base / "model_index.json").is_file() and base.parent.name == "toy"
     assert meta["base_model"] == model_identity(base) and meta["base_model"].startswith("base_model@sha256:")

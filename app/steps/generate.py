@@ -17,9 +17,10 @@ from app.projects import Project
 from app.sessions import Session
 from app.steps.common import StudioError, ensure_project, plural, to_json
 from app.steps.edit import edited_masks
-from mvideo_core.long_video import ClipResult, generate_long_video, num_clips_for
+from mvideo_core.clip_spec import prepare_masks
+from mvideo_core.long_video import ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet
-from mvideo_core.video_io import resize_masks
+from mvideo_core.settings import GenerationSettings
 
 
 @dataclass
@@ -170,15 +171,11 @@ def motion_length(engines: Engines, masks: MaskSet) -> MotionLength:
     return MotionLength(frames / s.model_fps, clips, frames // clip_frames, s.clip_seconds)
 
 
-def model_masks(engines: Engines, masks: MaskSet, num_frames: int, policy: str = "loop") -> np.ndarray:
-    """The union of `masks` at the model's size made `num_frames` long: bool [F, H, W]. Shorter masks loop or hold
-    their last frame (`policy`; "stop" cuts the video to the motion, so its masks are never short)."""
-    union = masks.union()  # bool [T, H, W]
-    if tuple(union.shape[1:]) != tuple(engines.settings.model_size):
-        union = resize_masks(union, engines.settings.model_size, fit="crop")
-    index = np.arange(num_frames)
-    index = index % len(union) if policy == "loop" else np.minimum(index, len(union) - 1)
-    return union[index]
+def model_masks(engines: Engines, masks: MaskSet, num_clips: int, policy: str = "loop") -> np.ndarray:
+    """The union of `masks` prepared for the model as every caller prepares it (`clip_spec.prepare_masks`: at the
+    model's fps and size, `num_clips` clips long; shorter masks loop or hold their last frame (`policy`; "stop"
+    cuts the video to the motion first, so its masks are never short)): bool [F, H, W]."""
+    return prepare_masks(masks, engines.generator.spec, num_clips, engines.settings.model_size, policy=policy)
 
 
 def generation_dir(project: Project, form: GenerationRequest, masks: np.ndarray | None) -> Path:
@@ -217,8 +214,8 @@ def plan_generation(engines: Engines, session: Session, form: GenerationRequest)
                 "'stop at the motion's end' leaves nothing to make; choose hold or loop"
             )
         seconds = min(seconds, int(round(length.whole_clips * length.clip_seconds)))
-    num_clips = num_clips_for(seconds)
-    union = None if masks is None else model_masks(engines, masks, 32 * num_clips + 1, form.mask_policy)
+    num_clips = engines.generator.spec.num_clips(seconds)
+    union = None if masks is None else model_masks(engines, masks, num_clips, form.mask_policy)
     out_dir = generation_dir(project, form, union)
     project.update_meta(generation=form.settings())
     return GenerationPlan(project, form, seconds, union, out_dir)
@@ -236,7 +233,7 @@ def run_generation(
     Needs no session (it runs as a job of the project); each yielded update is also recorded in project.json.
     `on_step` gets a status line after each denoising step."""
     project, form, union = plan.project, plan.form, plan.masks
-    num_clips = num_clips_for(plan.seconds)
+    num_clips = generator.spec.num_clips(plan.seconds)
     h, w = engines.settings.model_size
     what = "following your masks" if union is not None else "from text only (no masks yet)"
     noise = " (tiny random model: NOISE)" if engines.settings.tiny_random else ""
@@ -256,14 +253,10 @@ def run_generation(
 
     yield record(GenerationUpdate(f"Generating {plural(num_clips, 'clip')} {what}{noise}…"))
     try:
-        stream = generate_long_video(
-            generator,
-            form.prompt,
-            out_dir=plan.out_dir,
-            seconds=plan.seconds,
-            masks=union,
-            mask_fps=engines.settings.model_fps,
+        settings = GenerationSettings(
+            prompt=form.prompt,
             negative_prompt=form.negative_prompt or None,
+            seconds=plan.seconds,
             seed=form.seed,
             num_inference_steps=form.steps,
             guidance_scale=form.guidance,
@@ -271,9 +264,12 @@ def run_generation(
             height=h,
             width=w,
             start_image=form.start_image,
-            cancel=steps,
-            progress=False,
+            mask_policy=form.mask_policy,
         )
+        stream = generate_long_video(
+            generator, settings, out_dir=plan.out_dir, masks=union, mask_fps=engines.settings.model_fps,
+            cancel=steps, progress=False
+        )  # fmt: skip
         for item in stream:
             if isinstance(item, ClipResult):
                 clips.append(str(item.path))

@@ -171,3 +171,22 @@ def test_tiny_random_leaves_nothing_in_out_or_tmp_after_sigterm(tmp_path):
     assert (
         {"clip_000.mp4", "generation.json"} <= names <= {".state", "clip_000.mp4", "clip_001.mp4", "generation.json"}
     )
+
+
+def test_the_studio_tiny_random_model_keeps_its_identity_across_restarts(tmp_path):
+    from app.cli import build_parser
+    from app.engines import build_generator, settings_from_args
+
+    def start_studio():  # what `python app.py --tiny-random` builds at each start
+        args = build_parser().parse_args(["--tiny-random", "--projects-dir", str(tmp_path / "projects")])
+        return build_generator(args, settings_from_args(args))[0]
+
+    first, second = start_studio(), start_studio()
+    assert (
+        first.identity
+        == second.identity
+        == {"engine": "mvideo", "base_model": "tiny-random-2b", "mvideo_weights": None}
+    )
+    list(generate_long_video(first, "a dog", out_dir=tmp_path / "o", seconds=4, **FAST))
+    again = list(generate_long_video(second, "a dog", out_dir=tmp_path / "o", seconds=4, **FAST))
+    assert again[0].resumed  # was: refused forever after a restart ("different base_model": a fresh temp folder)

@@ -199,9 +199,7 @@ def test_two_jobs_at_once_keep_their_own_stop_and_their_own_frames(engines, tmp_
 
 
 def test_each_worker_has_its_own_pipeline_object_and_scheduler_on_shared_weights(tiny_generator):
-    from mvideo_core.engines.mvideo import MVideoEngine
-
-    for generator in (tiny_generator, MVideoEngine(tiny_generator)):  # a pipeline, or an engine wrapping one
+    for generator in (tiny_generator.pipe, tiny_generator):  # a pipeline, or an engine wrapping one
         first, second = worker_generators(generator, 2)
         pipe1, pipe2 = (getattr(g, "pipe", g) for g in (first, second))
         assert first is generator and pipe1 is not pipe2 and pipe1.scheduler is not pipe2.scheduler
