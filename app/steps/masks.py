@@ -14,7 +14,7 @@ from app.sessions import Candidate, Session
 from app.steps.common import StudioError, frame_index, match_length, plural, require_tracker, require_video
 from editing.preview import preview_video
 from mvideo_core.extraction import ExtractionCancelled, Tracker, TrackerSession
-from mvideo_core.extraction.base import Prompt
+from mvideo_core.extraction.base import Prompt, state_counts, state_report
 from mvideo_core.masks import MaskSet, color_for_id, render_overlay
 from mvideo_core.video_io import write_clip
 
@@ -184,15 +184,59 @@ def propagate(engines: Engines, session: Session, progress: Callable[[int, int, 
 
 
 def propagated_status(engines: Engines, session: Session) -> str:
-    """One line after propagation: how many objects over how many frames, with which tracker."""
+    """After propagation: how many objects over how many frames, with which tracker, and where each object was lost
+    or is doubtful ("person: lost on frames 8-42: add a click there")."""
     masks = session.masks
     if masks is None:
         return "No masks: add an object first."
     tracker = getattr(engines.tracker, "name", None) or "mask"
-    return (
+    lines = [
         f"Propagated {plural(masks.num_objects, 'object')} over {masks.num_frames} frames with the {tracker} "
         "tracker; masks autosaved."
-    )
+    ]
+    for obj in object_states(session):
+        name = session.object_names.get(obj["id"], obj["name"])
+        lines += [f"- **{line}**" for line in state_report(name, obj["frames"])]
+    return lines[0] + ("\n\n" + "\n".join(lines[1:]) if len(lines) > 1 else "")
+
+
+def object_states(session: Session) -> list[dict[str, Any]]:
+    """`[{"id", "name", "frames": [{"frame", "state", "score"}]}]`: from the tracker, else from the masks' file."""
+    state = session.tracker_state
+    if state is not None and state.objects:
+        return [{"id": i, "name": o.name, "frames": o.frame_states()} for i, o in sorted(state.objects.items())]
+    if session.masks is not None:
+        return list(session.masks.meta.get("frame_states") or [])
+    return []
+
+
+# state -> RGB in the strip; frames no prompt reached yet are dark grey
+STATE_COLOURS = {"prompted": (60, 120, 240), "tracked": (40, 170, 70), "uncertain": (240, 170, 30),
+                 "lost": (220, 40, 40)}  # fmt: skip
+STRIP_WIDTH, STRIP_ROW = 640, 14
+
+
+def state_strip(session: Session) -> np.ndarray | None:
+    """One row per object: a chip in its colour, then every frame coloured by its state (blue prompted, green
+    tracked, amber uncertain, red lost, grey not reached). uint8 [rows * 16, 640 + 20, 3]; None without objects."""
+    objects = object_states(session)
+    frames = session.frames
+    if not objects or frames is None:
+        return None
+    num = len(frames)
+    rows = []
+    for obj in objects:
+        row = np.full((1, num, 3), 70, np.uint8)
+        for f in obj["frames"]:
+            if 0 <= f["frame"] < num:
+                row[0, f["frame"]] = STATE_COLOURS.get(f["state"], (70, 70, 70))
+        row = cv2.resize(row, (STRIP_WIDTH, STRIP_ROW), interpolation=cv2.INTER_NEAREST)
+        chip = np.empty((STRIP_ROW, 16, 3), np.uint8)
+        chip[:] = color_for_id(obj["id"])
+        gap = np.full((STRIP_ROW, 4, 3), 255, np.uint8)
+        rows.append(np.concatenate([chip, gap, row], axis=1))
+        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-1], axis=0)
 
 
 def store_masks(session: Session, masks: MaskSet) -> None:
@@ -257,11 +301,24 @@ def restore_objects(tracker: Tracker, state: TrackerSession, objects: dict, mask
         obj = state.objects[obj_id]
         if masks is not None and obj_id in masks.ids and masks.num_frames == state.num_frames:
             k = masks.ids.index(obj_id)
+            done = _from_runs(spec.get("done", []), state.num_frames)
+            scores = _saved_scores(masks, obj_id)
             for t in range(state.num_frames):
-                obj.masks[t] = masks.masks[k, t]
-            obj.done[:] = _from_runs(spec.get("done", []), state.num_frames)
+                obj.set_mask(t, masks.masks[k, t], scores.get(t, 1.0))
+            obj.done[:] = done
             obj.pending.clear()
     return notes
+
+
+def _saved_scores(masks: MaskSet, obj_id: int) -> dict[int, float]:
+    """frame -> score of one object, from the frame states saved with the masks (empty for older files)."""
+    for obj in masks.meta.get("frame_states") or []:
+        if isinstance(obj, dict) and obj.get("id") == obj_id:
+            try:
+                return {int(f["frame"]): float(f["score"]) for f in obj.get("frames", [])}
+            except (KeyError, TypeError, ValueError):
+                return {}
+    return {}
 
 
 def points_from_prompts(state: TrackerSession) -> dict[int, list[tuple[int, float, float, int]]]:
@@ -316,7 +373,8 @@ def overlay_video(
 
 
 def objects_table(session: Session) -> list[list[Any]]:
-    """Rows [id, name, colour, frames tracked (or with a mask, for imported masks)] for the object list."""
+    """Rows [id, name, colour, frames tracked (prompted or tracked, not uncertain or lost; for imported masks: with a
+    mask)] for the object list."""
 
     def hexcolor(obj_id: int) -> str:
         return "#{:02x}{:02x}{:02x}".format(*color_for_id(obj_id))
@@ -326,7 +384,8 @@ def objects_table(session: Session) -> list[list[Any]]:
     if state is not None and state.objects:
         for obj_id, obj in sorted(state.objects.items()):
             name = session.object_names.get(obj_id, obj.name)
-            rows.append([obj_id, name, hexcolor(obj_id), int(np.count_nonzero(obj.done))])
+            counts = state_counts(obj.frame_states())  # given or followed with confidence; not doubtful or lost
+            rows.append([obj_id, name, hexcolor(obj_id), counts["prompted"] + counts["tracked"]])
     elif session.masks is not None:
         for k, obj_id in enumerate(session.masks.ids):
             present = int(session.masks.masks[k].any(axis=(1, 2)).sum())

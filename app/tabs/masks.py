@@ -20,6 +20,7 @@ NEW_OBJECT = "new"
 class MasksTab:
     frame_slider: gr.Slider
     frame_img: gr.Image
+    strip: gr.Image
     text_query: gr.Textbox
     detect: gr.Button
     candidates: gr.CheckboxGroup
@@ -47,6 +48,7 @@ class MasksTab:
         return [
             self.frame_slider,
             self.frame_img,
+            self.strip,
             self.objects,
             self.overlay,
             self.candidates,
@@ -61,6 +63,7 @@ class MasksTab:
         return {
             self.frame_slider: gr.Slider(0, max(1, n - 1), value=0, step=1, label="Frame"),
             self.frame_img: step.preview_frame(ctx.engines, session, 0) if has_video else None,
+            self.strip: step.state_strip(session),
             self.objects: step.objects_table(session),
             self.overlay: step.overlay_video(session, reuse=True) if session.masks is not None else None,
             self.candidates: gr.CheckboxGroup([], value=[]),
@@ -82,12 +85,25 @@ def build_masks_tab(ctx: StudioContext) -> MasksTab:
                 format="jpeg",
                 elem_id="mask-frame",
             )
+            strip = gr.Image(
+                label="Frame states (per object): blue prompted, green tracked, amber uncertain, red lost",
+                interactive=False,
+                show_label=True,
+                height=80,
+                elem_id="state-strip",
+            )
         with gr.Column(scale=2):
+            detector = ctx.engines.grounder is not None
             with gr.Row():
                 text_query = gr.Textbox(
-                    label="What to track", placeholder="person . dog", scale=3, elem_id="track-text"
+                    label="What to track",
+                    placeholder="person . dog" if detector else "text detection is off: click on the object",
+                    info=None if detector else f"Text detection is off: {ctx.engines.grounder_status}",
+                    interactive=detector,
+                    scale=3,
+                    elem_id="track-text",
                 )
-                detect = gr.Button("Detect", scale=1, elem_id="detect")
+                detect = gr.Button("Detect", scale=1, interactive=detector, elem_id="detect")
             candidates = gr.CheckboxGroup([], label="Candidate boxes: pick which to keep", elem_id="candidates")
             keep = gr.Button("Keep picked boxes")
             with gr.Row():
@@ -126,7 +142,7 @@ def build_masks_tab(ctx: StudioContext) -> MasksTab:
             export = gr.Button("Export masks")
             export_file = gr.File(label="Exported masks", interactive=False)
     return MasksTab(
-        frame_slider, frame_img, text_query, detect, candidates, keep, click_kind, click_obj, point_x, point_y,
+        frame_slider, frame_img, strip, text_query, detect, candidates, keep, click_kind, click_obj, point_x, point_y,
         add_point, objects, new_name, rename, delete, propagate, stop, status, overlay, mask_import, export_fmt,
         export, export_file,
     )  # fmt: skip
@@ -138,7 +154,7 @@ def _object_id(value: str | None) -> int | None:
 
 def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
     engines = ctx.engines
-    refined = [tab.frame_img, tab.objects, tab.click_obj]
+    refined = [tab.frame_img, tab.strip, tab.objects, tab.click_obj]
 
     @user_errors
     def on_frame(idx, request: gr.Request):
@@ -152,6 +168,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         img, obj_id = step.click(engines, session, idx, x, y, kind.startswith("+"), _object_id(obj))
         return {
             tab.frame_img: img,
+            tab.strip: step.state_strip(session),
             tab.objects: step.objects_table(session),
             tab.click_obj: tab.object_choice(session, str(obj_id)),
         }
@@ -208,6 +225,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         return {
             tab.overlay: path,
             tab.frame_img: step.preview_frame(engines, session, idx),
+            tab.strip: step.state_strip(session),
             tab.objects: step.objects_table(session),
             tab.status: status,
         }
@@ -215,7 +233,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
     tab.propagate.click(
         gpu_function()(on_propagate),
         [tab.frame_slider],
-        [tab.overlay, tab.frame_img, tab.objects, tab.status],
+        [tab.overlay, tab.frame_img, tab.strip, tab.objects, tab.status],
         concurrency_id="gpu",  # one GPU worker shared by propagation and generation
     )
 
@@ -236,6 +254,7 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
         step.delete_object(engines, session, obj)
         return {
             tab.frame_img: step.preview_frame(engines, session, idx),
+            tab.strip: step.state_strip(session),
             tab.objects: step.objects_table(session),
             tab.click_obj: tab.object_choice(session),
         }
