@@ -277,3 +277,30 @@ def test_an_engine_failure_is_an_extraction_error_and_the_session_recovers(tiny_
         tracker.propagate(session, show_progress=False)
     result = tracker.propagate(session, show_progress=False)
     assert result.masks.shape == (1, 6, 60, 96) and session.objects[1].done.all()
+
+
+def test_frame_states_use_the_object_score_and_a_collapse_is_never_tracked(tiny_sam2, video, monkeypatch):
+    """SAM2's state per frame: its object score (sigmoid of the object-score logit), capped when the mask shrinks
+    under 35% of the prompt frame's; an empty mask is lost."""
+    tracker = Sam2Tracker(tiny_sam2, device="cpu")
+    session = tracker.start(video[:6], 8.0)
+    prompt_mask = tracker.add_prompt(session, 1, 0, box=[5, 5, 50, 40])
+    masks_from = Sam2Tracker._masks_from
+    shrink = {3: 0.2, 4: 0.0}  # frames whose mask collapses to this fraction of the prompt mask
+
+    def collapsing(self, session, pred_masks, obj_idx):
+        mask = masks_from(self, session, pred_masks, obj_idx)
+        frame = len([t for t in range(6) if session.objects[1].done[t]])  # the frame being filled
+        if frame in shrink:
+            mask = np.zeros_like(mask)
+            ys, xs = np.nonzero(prompt_mask)
+            keep = int(len(ys) * shrink[frame])
+            mask[ys[:keep], xs[:keep]] = True
+        return mask
+
+    monkeypatch.setattr(Sam2Tracker, "_masks_from", collapsing)
+    result = tracker.propagate(session, show_progress=False)
+    frames = result.meta["frame_states"][0]["frames"]
+    assert [f["frame"] for f in frames] == list(range(6)) and frames[0]["state"] == "prompted"
+    assert frames[3]["state"] in ("uncertain", "lost") and frames[3]["score"] <= 0.2 / 0.35 + 1e-3
+    assert frames[4]["state"] == "lost" and frames[4]["score"] == 0.0

@@ -12,7 +12,7 @@ import numpy as np
 from app.engines import Engines
 from app.sessions import Candidate, Session
 from app.steps.common import StudioError, frame_index, match_length, plural, require_tracker, require_video
-from editing.preview import preview_video
+from editing.preview import preview_frame as preview_frame_of
 from mvideo_core.extraction import ExtractionCancelled, Tracker, TrackerSession
 from mvideo_core.extraction.base import Prompt, state_counts, state_report
 from mvideo_core.masks import MaskSet, color_for_id, render_overlay
@@ -369,7 +369,9 @@ def overlay_video(
     if reuse and path.is_file() and saved.is_file() and path.stat().st_mtime >= saved.stat().st_mtime:
         return str(path)
     frames = match_length(require_video(session), masks.num_frames)
-    return str(write_clip(session.project.output_path(name), preview_video(masks, frames), masks.fps))
+    # drawn and encoded a frame at a time: the preview of a long video never sits in memory whole
+    previews = (preview_frame_of(masks, t, frames) for t in range(masks.num_frames))
+    return str(write_clip(session.project.output_path(name), previews, masks.fps))
 
 
 def objects_table(session: Session) -> list[list[Any]]:

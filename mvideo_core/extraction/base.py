@@ -198,6 +198,19 @@ class TrackedObject:
         ]
 
 
+def capped_by_prompt_area(
+    obj: TrackedObject, frame_idx: int, mask: np.ndarray, score: float, collapsed: float
+) -> float:
+    """`score` capped by the mask's area against the nearest prompt frame's (`obj.state["prompt_area"]`): a mask
+    shrunk below `collapsed` of it scores in proportion (an engine's own confidence misses such collapses)."""
+    ref = obj.state.get("prompt_area", {})
+    if ref:
+        nearest = min(ref, key=lambda p: abs(p - frame_idx))
+        if ref[nearest] > 0:
+            score = min(score, float(mask.sum()) / (collapsed * ref[nearest]))
+    return score
+
+
 def state_spans(frames: list[dict[str, Any]], states: Sequence[str]) -> list[tuple[int, int]]:
     """Runs of consecutive frames whose state is in `states`: [(first, last), ...]."""
     spans: list[tuple[int, int]] = []

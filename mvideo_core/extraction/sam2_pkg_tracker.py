@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mvideo_core.extraction.base import ExtractionError, TrackedObject, Tracker, TrackerSession
+from mvideo_core.extraction.base import ExtractionError, TrackedObject, Tracker, TrackerSession, capped_by_prompt_area
 from mvideo_core.extraction.sam2_tracker import COLLAPSED, IMAGENET_MEAN, IMAGENET_STD, LazyFrames
 
 INSTALL_HINT = (
@@ -113,12 +113,7 @@ class Sam2PackageTracker(Tracker):
     def _score(self, session: TrackerSession, obj: TrackedObject, frame_idx: int, mask: np.ndarray) -> float:
         """Object score, capped by the area against the nearest prompt frame's (as `Sam2Tracker._score`)."""
         score = self._presence(session, obj.obj_id, frame_idx)
-        ref = obj.state.get("prompt_area", {})
-        if ref:
-            nearest = min(ref, key=lambda p: abs(p - frame_idx))
-            if ref[nearest] > 0:
-                score = min(score, float(mask.sum()) / (COLLAPSED * ref[nearest]))
-        return score
+        return capped_by_prompt_area(obj, frame_idx, mask, score, COLLAPSED)
 
     @torch.inference_mode()
     def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> tuple[np.ndarray, float]:

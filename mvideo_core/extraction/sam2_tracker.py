@@ -20,7 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvideo_core.extraction.base import ExtractionError, TrackedObject, Tracker, TrackerSession
+from mvideo_core.extraction.base import (
+    ExtractionError,
+    TrackedObject,
+    Tracker,
+    TrackerSession,
+    capped_by_prompt_area,
+)
 
 COLLAPSED = 0.35  # a tracked mask under this fraction of the nearest prompt frame's area is doubtful
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -212,15 +218,9 @@ class Sam2Tracker(Tracker):
         return float(torch.sigmoid(logits[obj_idx]))
 
     def _score(self, session: TrackerSession, obj: TrackedObject, frame_idx: int, mask: np.ndarray, out) -> float:
-        """SAM2's object score, capped by the mask's area against the nearest prompt frame's: a mask shrunk below
-        `COLLAPSED` of it (the object score alone misses such collapses) scores in proportion."""
+        """SAM2's object score, capped by the mask's area against the nearest prompt frame's (see `COLLAPSED`)."""
         score = self._presence(out, session.engine["sam2"].obj_id_to_idx(obj.obj_id))
-        ref = obj.state.get("prompt_area", {})
-        if ref:
-            nearest = min(ref, key=lambda p: abs(p - frame_idx))
-            if ref[nearest] > 0:
-                score = min(score, float(mask.sum()) / (COLLAPSED * ref[nearest]))
-        return score
+        return capped_by_prompt_area(obj, frame_idx, mask, score, COLLAPSED)
 
     @torch.inference_mode()
     def _segment_prompt(self, session: TrackerSession, obj: TrackedObject, frame_idx: int) -> tuple[np.ndarray, float]:
