@@ -314,3 +314,27 @@ def test_cli_text_query_with_a_grounding_dino_folder(tmp_path, tiny_gdino, sampl
     names = [o["name"] for o in summary["objects"]]
     assert names and set(names) <= {"ball", "box"}
     assert load_masks(out / "masks.npz").meta["prompt_frames"] == {str(o["id"]): [4] for o in summary["objects"]}
+
+
+def test_overlay_is_drawn_and_encoded_one_frame_at_a_time(tmp_path, sample):
+    """The CLI's overlay: frames come from a generator (a decoder) and leave as they are encoded, so the overlay of a
+    long video never sits in memory whole; the result is the same preview as from an array."""
+    from mvideo_core.masks import write_overlay_video
+    from mvideo_core.video_io import VideoError, read_video, write_video
+
+    video, gt = sample
+    pulled = []
+
+    def frames():
+        for t, frame in enumerate(video.frames):
+            pulled.append(t)
+            yield frame
+
+    streamed = read_video(write_overlay_video(tmp_path / "a.mp4", frames(), gt)).frames
+    whole = read_video(write_overlay_video(tmp_path / "b.mp4", video.frames, gt)).frames
+    assert pulled == list(range(gt.num_frames)) and streamed.shape == whole.shape
+    assert np.abs(streamed.astype(int) - whole).mean() < 1.0
+    tinted = streamed[:, gt.masks[0].any(0)].mean() != video.frames[:, gt.masks[0].any(0)].mean()
+    assert tinted
+    with pytest.raises(VideoError, match="frame 1 is"):
+        write_video(tmp_path / "c.mp4", iter([video.frames[0], video.frames[1, :10]]), 8.0)
