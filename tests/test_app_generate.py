@@ -77,22 +77,26 @@ def test_no_gpu_is_explained_when_no_device_is_forced(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("prompt", "   ", "write a prompt"),
-        ("seconds", 6, "whole number of 4 s clips"),
-        ("seconds", 0, "whole number of 4 s clips"),
-        ("steps", 0, "steps must be a whole number"),
-        ("steps", 2.5, "steps must be a whole number"),
-        ("guidance", 99, "guidance must be in 0..30"),
-        ("seed", "abc", "seed must be a whole number"),
-        ("start_image", np.zeros((4, 4), np.uint8), "start image must be an RGB picture"),
-        ("mask_guidance", 0.5, "mask guidance must be in 1..10"),
-        ("mask_guidance", 50, "mask guidance must be in 1..10"),
-        ("mask_guidance", "strong", "mask guidance must be in 1..10"),
+        ("prompt", "   ", "prompt is empty .*describe the video"),
+        ("seconds", 6, "length must be a positive multiple of 4 \\(clips are 4 s\\), got 6"),
+        ("seconds", 0, "length has to be a positive number of seconds"),
+        ("seconds", "nan", "length has to be a positive number of seconds"),
+        ("seconds", 10**9, "length is too long: .* over the limit of 3600 frames"),
+        ("steps", 0, "steps has to be a whole number in 1..1000"),
+        ("steps", 2.5, "steps has to be a whole number"),
+        ("guidance", 99, "guidance has to be a finite number in 0..30"),
+        ("guidance", "inf", "guidance has to be a finite number in 0..30"),
+        ("seed", "abc", "seed has to be a whole number"),
+        ("seed", -1, "seed has to be a whole number in 0.."),
+        ("start_image", np.zeros((4, 4), np.uint8), "start image has to be an RGB picture"),
+        ("mask_guidance", 0.5, "mask guidance has to be a finite number in 1..10"),
+        ("mask_guidance", 50, "mask guidance has to be a finite number in 1..10"),
+        ("mask_guidance", "strong", "mask guidance has to be a finite number in 1..10"),
     ],
 )
-def test_bad_generation_settings_name_the_field(tmp_path, field, value, message):
+def test_bad_generation_settings_name_the_field(tmp_path, tiny_generator, field, value, message):
     engines = _engines(tmp_path)
-    engines.generator = object()
+    engines.generator = tiny_generator[0]
     form = {"prompt": "a dog", "negative_prompt": "", "seconds": 8, "steps": 2, "guidance": 6.0, "seed": 0}
     form[field] = value
     with pytest.raises(StudioError, match=message):

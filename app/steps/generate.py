@@ -20,7 +20,7 @@ from app.steps.edit import edited_masks
 from mvideo_core.clip_spec import prepare_masks
 from mvideo_core.long_video import ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet
-from mvideo_core.settings import GenerationSettings
+from mvideo_core.settings import GenerationSettings, SettingsError
 
 
 @dataclass
@@ -49,6 +49,23 @@ class GenerationRequest:
             "mask_guidance": self.mask_guidance,
             "mask_policy": self.mask_policy,
         }
+
+    def generation_settings(self, seconds: float, size: tuple[int, int], masked: bool) -> GenerationSettings:
+        """The one `GenerationSettings` this form stands for, at the model's `size` (height, width); `seconds` is the
+        length to make ("stop" may end the video before the form's length); mask guidance only with masks."""
+        return GenerationSettings(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt or None,
+            seconds=seconds,
+            seed=self.seed,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+            mask_guidance_scale=self.mask_guidance if masked else 1.0,  # no masks: nothing to push towards
+            height=size[0],
+            width=size[1],
+            start_image=self.start_image,
+            mask_policy=self.mask_policy,
+        )
 
 
 SETTING_NAMES = (
@@ -107,52 +124,62 @@ def check_generation(
     mask_guidance: float | None = None,
     mask_policy: str | None = None,
 ) -> GenerationRequest:
-    """Validate the form with messages that say which field is wrong; also explains a missing generator."""
+    """The form checked once, by the `GenerationSettings` it stands for, against the loaded engine's clips; a bad
+    value is named by its widget. Also explains a missing generator."""
     s = engines.settings
     if engines.generator is None:
         raise StudioError(generation_explanation(engines))
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise StudioError(
-            "write a prompt: what the video should show, e.g. 'an astronaut doing a backflip on the moon'"
-        )
-    step = s.clip_seconds
-    try:
-        seconds_f = float(seconds)
-    except (TypeError, ValueError) as err:
-        raise StudioError(f"length must be a number of seconds, got {seconds!r}") from err
-    if seconds_f < step or abs(seconds_f / step - round(seconds_f / step)) > 1e-6:
-        raise StudioError(
-            f"length must be a whole number of {step:g} s clips ({step:g}, {2 * step:g}, ...), got {seconds}"
-        )
-    steps = s.default_steps if steps in (None, "") else steps
-    if not float(steps).is_integer() or not 1 <= int(steps) <= 500:
-        raise StudioError(f"steps must be a whole number in 1..500, got {steps}")
-    guidance = s.default_guidance if guidance in (None, "") else float(guidance)
-    if not 0 <= guidance <= 30:
-        raise StudioError(f"guidance must be in 0..30 (6 is typical; 0 or 1 turns it off), got {guidance}")
-    try:
-        seed_i = int(seed or 0)
-    except (TypeError, ValueError) as err:
-        raise StudioError(f"seed must be a whole number, got {seed!r}") from err
-    try:
-        mask_guidance_f = 1.0 if mask_guidance in (None, "") else float(mask_guidance)
-    except (TypeError, ValueError):
-        mask_guidance_f = float("nan")
-    if not 1 <= mask_guidance_f <= 10:
-        raise StudioError(
-            f"mask guidance must be in 1..10 (1 = off, 2 pushes the video towards the masks), got {mask_guidance!r}"
-        )
     mask_policy = mask_policy or "hold"
     if mask_policy not in MASK_POLICIES:
         raise StudioError(f"when the motion is shorter, choose one of {', '.join(MASK_POLICIES)}; got {mask_policy!r}")
-    if start_image is not None:
-        start_image = np.asarray(start_image)
-        if start_image.ndim != 3 or start_image.shape[-1] not in (3, 4) or start_image.dtype != np.uint8:
-            raise StudioError(f"the start image must be an RGB picture, got an array of shape {start_image.shape}")
-        start_image = start_image[..., :3]
-    return GenerationRequest(prompt, (negative_prompt or "").strip(), int(round(seconds_f)), int(steps), guidance,
-                             seed_i, start_image, mask_guidance_f, mask_policy)  # fmt: skip
+    if isinstance(start_image, np.ndarray) and start_image.ndim == 3 and start_image.shape[-1] == 4:
+        start_image = start_image[..., :3]  # RGBA upload: the picture without its alpha
+    form = GenerationRequest(
+        (prompt or "").strip(),
+        (negative_prompt or "").strip(),
+        _widget_number(seconds, s.clip_seconds),
+        _widget_number(steps, s.default_steps),
+        _widget_number(guidance, s.default_guidance, real=True),
+        _widget_number(seed, 0),
+        None if start_image is None else np.asarray(start_image),
+        _widget_number(mask_guidance, 1.0, real=True),
+        mask_policy,
+    )
+    try:
+        form.generation_settings(form.seconds, s.model_size, masked=True).plan(engines.generator.spec)
+    except SettingsError as err:
+        raise StudioError(f"{FIELD_LABELS.get(err.field, err.field)} {err.problem}") from err
+    return form
+
+
+# The widget that sets each GenerationSettings field, so a bad value is reported under the name the page shows.
+FIELD_LABELS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative prompt",
+    "seconds": "length",
+    "num_inference_steps": "steps",
+    "guidance_scale": "guidance",
+    "mask_guidance_scale": "mask guidance",
+    "seed": "seed",
+    "start_image": "start image",
+}
+
+
+def _widget_number(value: Any, default: float, real: bool = False) -> Any:
+    """A widget's value as a number (a float where `real`, else whole floats as ints); text is read; anything else
+    is passed on unchanged for GenerationSettings to refuse by name."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        value = default
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if real:
+        return float(value)
+    return int(value) if float(value).is_integer() else value
 
 
 def condition_masks(engines: Engines, session: Session) -> MaskSet | None:
@@ -253,19 +280,7 @@ def run_generation(
 
     yield record(GenerationUpdate(f"Generating {plural(num_clips, 'clip')} {what}{noise}…"))
     try:
-        settings = GenerationSettings(
-            prompt=form.prompt,
-            negative_prompt=form.negative_prompt or None,
-            seconds=plan.seconds,
-            seed=form.seed,
-            num_inference_steps=form.steps,
-            guidance_scale=form.guidance,
-            mask_guidance_scale=form.mask_guidance if union is not None else 1.0,  # no masks: nothing to push towards
-            height=h,
-            width=w,
-            start_image=form.start_image,
-            mask_policy=form.mask_policy,
-        )
+        settings = form.generation_settings(plan.seconds, (h, w), masked=union is not None)
         stream = generate_long_video(
             generator, settings, out_dir=plan.out_dir, masks=union, mask_fps=engines.settings.model_fps,
             cancel=steps, progress=False
