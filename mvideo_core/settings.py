@@ -86,7 +86,9 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise SettingsError(
-                "prompt", f"is empty ({self.prompt!r}); describe the video to generate, e.g. 'a dog running'"
+                "prompt",
+                f"is empty ({self.prompt!r}): write a prompt that describes the video to generate, e.g. 'an "
+                "astronaut doing a backflip on the moon'",
             )
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
             raise SettingsError(

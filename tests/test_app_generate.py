@@ -77,7 +77,7 @@ def test_no_gpu_is_explained_when_no_device_is_forced(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("prompt", "   ", "prompt is empty .*describe the video"),
+        ("prompt", "   ", "prompt is empty .*write a prompt"),
         ("seconds", 6, "length must be a positive multiple of 4 \\(clips are 4 s\\), got 6"),
         ("seconds", 0, "length has to be a positive number of seconds"),
         ("seconds", "nan", "length has to be a positive number of seconds"),
