@@ -308,6 +308,8 @@ MASK_FORMATS = {
     "json": ".json",
     "coco": ".json",
 }
+# What a person picks from (the studio's export menu): label -> format key above, one per kind of file.
+MASK_FORMAT_LABELS = {"PNG zip": "zip", "NumPy npz": "npz", "label video mp4": "mp4", "COCO RLE json": "json"}
 _SUFFIX_FORMAT = {".zip": "zip", ".npz": "npz", ".mp4": "mp4", ".json": "json"}
 _ZIP_INDEX = "masks.json"
 _LABEL_VIDEO_TAG = "mvideo-label-video"

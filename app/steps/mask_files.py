@@ -10,10 +10,10 @@ from app.engines import Engines
 from app.sessions import Session
 from app.steps.common import StudioError, ensure_project, require_video
 from app.steps.masks import overlay_video, save_objects, store_masks
-from mvideo_core.masks import MaskError, MaskSet, load_masks, save_masks
+from mvideo_core.masks import MASK_FORMAT_LABELS, MaskError, MaskSet, load_masks, save_masks
 from mvideo_core.video_io import resample_fps, resize_masks
 
-MASK_FORMATS = {"PNG zip": "zip", "NumPy npz": "npz", "label video mp4": "mp4", "COCO RLE json": "json"}
+MASK_FORMATS = MASK_FORMAT_LABELS  # the menu is the core's list, not a copy
 
 
 def export_masks(session: Session, fmt: str) -> str:
