@@ -10,7 +10,7 @@ thread's CPU time, min and median; a ratio is the median of the per-repetition r
 2. The same layer with its width and every token count scaled by 1/3 (640 wide, 10 heads x 64; attention, cross-
    attention and linear layers keep their shares of the FLOPs), ~27x cheaper: clip 0 (mask channel concat) gates
    clip0_step_ratio <= 1.05; its continuation ratio shows how well the small model predicts the real one. `--quick`
-   runs only this size for steps and gates its continuation ratio instead of the real-width one. Mask guidance
+   runs only this size for steps and prints its continuation ratio without gating it (see below). Mask guidance
    (scale 2, not in --quick) through the pipeline's own denoising loop at this size: transformer CPU time of a step over a plain CFG
    step (3 predictions instead of 2: gates mask_guidance_step_ratio <= 1.55) and transformer passes a step.
 3. End to end, tiny random pipeline (64x96, CFG on) in one fresh process: CPU time per clip of a 16 s run (the last
@@ -28,9 +28,11 @@ Busy-neighbour check (`--busy`: a second process burning one core; the 2-core ho
 runs without / with: continuation_step_ratio_real_width 1.218 / 1.225 (FLOPs alone give 1.206: the cross-attention is
 +20 %, the condition stream +0.5 %), predicted 16 s / 4 s 4.57 / 4.58, clip 0 1.022 / 1.027, mask guidance 1.50 / 1.47,
 memory growth 16 s / 4 s 1.04 / 1.05, last / first continuation clip 0.97 / 1.01: ok both times. The 1/3-scale
-continuation ratio, which --quick gates, read 1.19-1.25 over ten runs (1.251 in the busy full run, 1.186 in a busy
---quick): it sits 2-3 % under its target, about what the neighbours' cache pressure moves it, so a --quick verdict
-can flip on a loaded host; the real-width figure is the one to trust.
+continuation ratio read 1.19-1.25 over ten runs (1.251 in the busy full run, 1.186 in a busy
+--quick, then 1.2508 in a busy --quick on 2026-12-06 while the idle one read 1.2023): it sits 2-3 % under its target,
+about what the neighbours' cache pressure moves it, so --quick prints it and does not gate it (a verdict must not
+flip with load); the full run gates the real-width figure, the one to trust. --quick gates the rest (clip 0, flat
+continuation clips, memory growth) and finishes in ~55 s (the last timed 4 s / 16 s pair also gives the memory figures).
 """
 
 from __future__ import annotations
@@ -240,9 +242,9 @@ def _tiny_engine(name: str) -> tuple[object, ClipSpec]:
 
 
 def child(engine_name: str, steps: int, repeats: int, out: str) -> None:
-    """Long-video runs in this fresh process, printed as one JSON line: after a warm-up 4 s run, 4 s and 16 s runs
-    interleaved (CPU seconds of each clip), then the peak RSS growth of one 4 s and one 16 s run above the loaded
-    pipeline (glibc returns freed buffers here, see `bench_long`, so each peak counts only its own run)."""
+    """Long-video runs in this fresh process, printed as one JSON line: after a warm-up 4 s run, `repeats` times a 4 s
+    and a 16 s run interleaved (CPU seconds of each clip); the last pair also gives the peak RSS growth of each above
+    the loaded pipeline (glibc returns freed buffers here, see `bench_long`, so each peak counts only its own run)."""
     from mvideo_core.long_video import generate_long_video
     from mvideo_core.masks import MaskSet
 
@@ -273,14 +275,14 @@ def child(engine_name: str, steps: int, repeats: int, out: str) -> None:
     run(short, f"{out}/warmup")  # first-call costs (allocator, lazy init) are not part of the figures
     lengths = (short, LONG_SECONDS)
     times: dict[int, list[list[float]]] = {s: [] for s in lengths}
-    for r in range(repeats):
+    for r in range(repeats - 1):
         for seconds in lengths:
             times[seconds].append(run(seconds, f"{out}/{seconds}-{r}"))
     growth = {}
-    for seconds in lengths:
+    for seconds in lengths:  # the last repetition, 4 s then 16 s as above, also gives the memory figures
         timing.reset_peak_rss()
         before = timing.rss_mib()
-        run(seconds, f"{out}/memory-{seconds}")
+        times[seconds].append(run(seconds, f"{out}/memory-{seconds}"))
         growth[seconds] = timing.rss_mib("VmHWM") - before
     print(json.dumps({"times": times, "growth_mib": growth, "loaded_mib": before}))
 
@@ -327,7 +329,7 @@ def bench_mvideo(quick: bool) -> tuple[dict[str, float], dict[str, str]]:
             f"x{figures['mask_guidance_step_ratio']:.3f}, {figures['mask_guidance_transformer_passes_per_step']:g} "
             f"transformer passes a step (without: {figures['cfg_transformer_passes_per_step']:g})"
         )
-    gate = "continuation_step_ratio"
+    gate = None  # --quick: the 1/3-scale ratio is printed, not gated (see the module docstring)
     if not quick:
         real = bench_steps(REAL, 4, clip0=False)
         figures.update(step_figures(real, "_real_width"))
@@ -348,7 +350,7 @@ def bench_mvideo(quick: bool) -> tuple[dict[str, float], dict[str, str]]:
         f"16 s {figures['mem_growth_16s_mib']:.1f} MiB"
     )
     targets = {
-        gate: f"<= {CONTINUATION_TARGET}",
+        **({gate: f"<= {CONTINUATION_TARGET}"} if gate else {}),
         "clip0_step_ratio": "<= 1.05",
         "last_over_first_continuation_clip": "<= 1.15",
         "mem_growth_16s_over_4s": "<= 1.5",
