@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="MVideo weights: a .safetensors file, a folder or hub id; also $MVIDEO_WEIGHTS",
     )
     models.add_argument(
+        "--vace-model",
+        default=_env("MVIDEO_VACE_MODEL"),
+        help="Wan2.1-VACE checkpoint for the VACE engine: hub id or local folder (default "
+        "Wan-AI/Wan2.1-VACE-1.3B-diffusers); offered only when it is on this machine (a folder, or in the hub cache: "
+        "nothing is downloaded) and a GPU runs it; also $MVIDEO_VACE_MODEL",
+    )
+    models.add_argument(
         "--sam2", default=_env("MVIDEO_SAM2"), help="SAM2 checkpoint: hub id or local folder (e.g. sam2.1 tiny)"
     )
     models.add_argument(
@@ -91,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tiny-random",
         action="store_true",
         help="demo mode: tiny random-weight models on CPU; the whole flow works, generated videos are noise",
+    )
+    models.add_argument(
+        "--tiny-random-vace",
+        action="store_true",
+        help="also offer a tiny random-weight Wan2.1-VACE on CPU (noise output) beside the other engines, e.g. the "
+        "toy MVideo (--tiny-random offers it too)",
     )
     add_budget_arguments(parser)  # every upload's declared size is checked against these before it loads
     return parser

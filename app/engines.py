@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +21,12 @@ from mvideo_core.settings import GenerationSettings
 logger = logging.getLogger(__name__)
 
 TOY_LABEL = "Toy MVideo (tiny CPU-trained demo model: coloured shapes at 64x96, not a real video model)"
+# What each engine is, for the Generate tab's engine choice (registry names of mvideo_core.engines, in the order offered).
+ENGINE_LABELS = {
+    "mvideo": "MVideo: the paper's method, needs trained weights",
+    "vace": "VACE (Wan2.1): public weights, layout control",
+}
+VACE_TINY_STEPS, VACE_GUIDANCE = 2, 5.0  # Wan's pipeline default guidance; 2 steps keep the tiny model quick
 
 
 @dataclass
@@ -63,6 +69,47 @@ class Generator(Protocol):
 
 
 @dataclass
+class EngineChoice:
+    """One generation engine as the Generate tab offers it: loaded (`generator`), or missing with the reason and the
+    flag that fixes it (`status`); the form's defaults for it."""
+
+    name: str  # the engine's registry name (mvideo_core.engines.ENGINES): "mvideo", "vace"
+    label: str  # what it is, shown in the engine choice
+    generator: Generator | None
+    status: str  # what is loaded, or why nothing is and the flag that fixes it
+    default_steps: int = GenerationSettings.num_inference_steps
+    default_guidance: float = GenerationSettings.guidance_scale
+    noise: bool = False  # tiny random weights: the output is noise
+
+    @property
+    def available(self) -> bool:
+        return self.generator is not None
+
+    @property
+    def spec(self) -> ClipSpec:
+        """The loaded model's clip spec (CogVideoX's while nothing is loaded: the page still shows lengths)."""
+        return COGVIDEOX_CLIP if self.generator is None else self.generator.spec
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The (height, width) it generates at."""
+        return self.spec.default_size
+
+    @property
+    def takes_mask_guidance(self) -> bool:
+        return bool(getattr(self.generator, "takes_mask_guidance", self.name == "mvideo"))
+
+    def describe(self) -> str:
+        """Its clip shape in one line, e.g. 'makes 96x64 at 16 fps in 4 s clips (81 frames, 17 shared ...)'."""
+        spec = self.spec
+        h, w = self.size
+        return (
+            f"makes {w}x{h} at {spec.fps:g} fps in {spec.clip_seconds:g} s clips ({spec.clip_frames} frames, "
+            f"{spec.overlap_frames} shared with the clip before)"
+        )
+
+
+@dataclass
 class Engines:
     """What the studio runs on, with a one-line human status for each (always shown in the UI)."""
 
@@ -71,9 +118,40 @@ class Engines:
     tracker_status: str = "no tracker"
     grounder: Grounder | None = None
     grounder_status: str = "no text detector"
-    generator: Generator | None = None  # see app.steps.generate
+    generator: Generator | None = None  # the default engine's (the first offered); see app.steps.generate
 
     generation_status: str = "no generator"
+    choices: dict[str, EngineChoice] = field(default_factory=dict)  # every engine, loaded or not, by name
+
+    def offered(self) -> list[EngineChoice]:
+        """The engines Generate may use (their weights were found and loaded), the default first."""
+        if not self.choices:  # built by hand with one generator (tests, scripts)
+            return [self.choice()] if self.generator is not None else []
+        return [c for c in self.choices.values() if c.available]
+
+    def choice(self, name: str | None = None) -> EngineChoice:
+        """The engine `name` (None: the default, the first offered); a KeyError for a name not known here."""
+        if not self.choices:
+            return EngineChoice(
+                getattr(self.generator, "name", "mvideo"),
+                ENGINE_LABELS["mvideo"],
+                self.generator,
+                self.generation_status,
+                self.settings.default_steps,
+                self.settings.default_guidance,
+                self.settings.tiny_random,
+            )
+        if name is None:
+            offered = self.offered()
+            return offered[0] if offered else next(iter(self.choices.values()))
+        return self.choices[name]
+
+
+def generator_lines(engines: Engines) -> str:
+    """One Markdown line per engine: what is loaded, or why not and the flag that fixes it."""
+    choices = engines.choices.values() if engines.choices else [engines.choice()]
+    names = {"mvideo": "MVideo", "vace": "VACE"}
+    return "  \n".join(f"**Generator, {names.get(c.name, c.name)}:** {c.status}" for c in choices)
 
 
 def gpu_function(duration: int | None = None) -> Callable[[Callable], Callable]:
@@ -192,7 +270,7 @@ def use_engine_spec(settings: StudioSettings, engine: Generator) -> Generator:
 
 
 def build_generator(args: argparse.Namespace, settings: StudioSettings) -> tuple[Generator | None, str]:
-    """The generation engine, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
+    """The MVideo engine, or None with the exact reason (no GPU, no weights) and the flag to fix it."""
     try:
         from mvideo_core.engines import MVideoEngine
         from mvideo_core.weights import WeightsError
@@ -257,6 +335,87 @@ def _toy_engine(settings: StudioSettings, folder: Path) -> Generator | None:
     return use_engine_spec(settings, engine)
 
 
+def build_vace(args: argparse.Namespace, settings: StudioSettings) -> tuple[Generator | None, str]:
+    """The VACE engine when its weights are on this machine (a folder, or the hub id in the local hub cache; nothing
+    is downloaded) and a GPU runs it, or the tiny random one (--tiny-random, --tiny-random-vace); else None and why."""
+    try:
+        from mvideo_core.engines import VaceEngine
+        from mvideo_core.vace import vace_weights_found
+        from mvideo_core.weights import WeightsError
+    except ImportError as err:
+        return None, f"VACE is not installed ({err})"
+    if settings.tiny_random or getattr(args, "tiny_random_vace", False):
+        engine = VaceEngine.load_tiny_random()  # recorded as tiny-random-vace: the same settings resume
+        engine.pipe.set_progress_bar_config(desc="denoising")
+        return engine, "tiny random-weight Wan2.1-VACE on CPU: output is NOISE (demo mode)"
+    model = getattr(args, "vace_model", None) or VaceEngine.default_base_model
+    if not vace_weights_found(model):
+        return None, (
+            f"no Wan2.1-VACE weights found for {model} (not a local folder, not in the hub cache; nothing is "
+            f"downloaded here): fetch them with `hf download {VaceEngine.default_base_model} --local-dir DIR` and "
+            "pass --vace-model DIR (or set MVIDEO_VACE_MODEL); --tiny-random-vace offers a tiny random one"
+        )
+    if settings.device == "cpu" and not getattr(args, "device", None):
+        return None, (
+            f"Wan2.1-VACE weights found ({model}) but no CUDA GPU: VACE 1.3B needs about 17 GB of GPU memory (less "
+            "with --offload); --device cpu forces the CPU (very slow)"
+        )
+    import torch
+
+    dtype = torch.bfloat16 if settings.device.startswith("cuda") else torch.float32
+    try:
+        engine = VaceEngine.from_pretrained(model, torch_dtype=dtype)
+    except WeightsError as err:
+        return None, str(err).replace("--base-model", "--vace-model")
+    if args.offload and settings.device.startswith("cuda"):
+        engine.configure_memory(offload="model", vae_tiling=True)
+    else:
+        engine.to(settings.device)
+    return engine, f"Wan2.1-VACE from {model} ({settings.device})"
+
+
+def build_choices(args: argparse.Namespace, settings: StudioSettings) -> dict[str, EngineChoice]:
+    """Every engine the Generate tab knows, loaded where its weights are found, with its status and form defaults.
+    The studio's model size, fps and clip length follow the first one loaded (the default)."""
+    mvideo, mvideo_status = build_generator(args, settings)  # sets the toy's steps and guidance in `settings`
+    choices = {
+        "mvideo": EngineChoice(
+            "mvideo",
+            ENGINE_LABELS["mvideo"] + _variant(mvideo_status, settings.tiny_random, TOY_LABEL),
+            mvideo,
+            mvideo_status,
+            settings.default_steps,
+            settings.default_guidance,
+            noise=settings.tiny_random,
+        )
+    }
+    vace, vace_status = build_vace(args, settings)
+    tiny_vace = settings.tiny_random or bool(getattr(args, "tiny_random_vace", False))
+    choices["vace"] = EngineChoice(
+        "vace",
+        ENGINE_LABELS["vace"] + _variant(vace_status, tiny_vace),
+        vace,
+        vace_status,
+        VACE_TINY_STEPS if tiny_vace else GenerationSettings.num_inference_steps,
+        VACE_GUIDANCE,
+        noise=tiny_vace,
+    )
+    default = next((c for c in choices.values() if c.available), None)
+    if default is not None:
+        use_engine_spec(settings, default.generator)
+        settings.default_steps, settings.default_guidance = default.default_steps, default.default_guidance
+    return choices
+
+
+def _variant(status: str, tiny: bool, toy_label: str | None = None) -> str:
+    """What is loaded, appended to an engine's label: the toy, tiny random weights, or nothing (real weights)."""
+    if tiny:
+        return " (tiny random weights: noise)"
+    if toy_label is not None and status.startswith(toy_label):
+        return " (toy demo model: coloured shapes at 64x96)"
+    return ""
+
+
 def build_engines(args: argparse.Namespace) -> Engines:
     """All engines from the flags; never raises for missing weights (the UI shows each status)."""
     settings = settings_from_args(args)
@@ -264,11 +423,12 @@ def build_engines(args: argparse.Namespace) -> Engines:
     engines = Engines(settings)
     engines.tracker, engines.tracker_status = build_tracker(args, settings)
     engines.grounder, engines.grounder_status = build_grounder(args, settings)
-    engines.generator, engines.generation_status = build_generator(args, settings)
-    for what, status in (
-        ("tracker", engines.tracker_status),
-        ("grounder", engines.grounder_status),
-        ("generator", engines.generation_status),
-    ):
+    engines.choices = build_choices(args, settings)
+    default = engines.choice()
+    engines.generator = default.generator
+    engines.generation_status = default.status
+    for what, status in (("tracker", engines.tracker_status), ("grounder", engines.grounder_status)):
         logger.info("%s: %s", what, status)
+    for choice in engines.choices.values():
+        logger.info("generator %s: %s", choice.name, choice.status)
     return engines

@@ -1,9 +1,10 @@
 """Generation jobs: they belong to the project, not to the page (like ComfyUI's server-side queue).
 
 A job runs in its own thread, so a reload or a closed tab does not stop it; any page that opens the project
-follows it (`Job.follow`) and sees the clips already finished. At most `--concurrency` jobs run at once, each on
-its own generator (`worker_generators`: one pipeline object per worker sharing the model weights, so one job's
-scheduler state, interrupt flag or step count never reaches another) and with its own cancel token.
+follows it (`Job.follow`) and sees the clips already finished. At most `--concurrency` jobs run at once, whatever
+their engine, each on its own generator of its engine's pool (`worker_generators`: one pipeline object per worker
+sharing the model weights, so one job's scheduler state, interrupt flag or step count never reaches another) and with
+its own cancel token.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import copy
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class Job:
 
     project_id: str
     out_dir: Path
+    engine: str = ""  # the engine it runs on (its registry name)
     cancel: threading.Event = field(default_factory=threading.Event)
     updates: list[GenerationUpdate] = field(default_factory=list)
     finished: bool = False
@@ -82,13 +84,19 @@ Work = Callable[[Generator, Job], Iterator[GenerationUpdate]]  # runs on a worke
 
 
 class JobRunner:
-    """Runs generation jobs on a fixed pool of generators (one per worker); one job per project at a time."""
+    """Runs generation jobs on a fixed pool of generators per engine (one per worker); at most `workers` jobs at once
+    whatever their engine, and one job per project at a time."""
 
-    def __init__(self, generators: list[Generator]) -> None:
-        self.workers = len(generators)
-        self._free: queue.Queue[Generator] = queue.Queue()
-        for generator in generators:
-            self._free.put(generator)
+    def __init__(self, pools: Mapping[str, list[Generator]] | list[Generator]) -> None:
+        if not isinstance(pools, Mapping):
+            pools = {"": list(pools)}  # one engine
+        self.workers = max((len(generators) for generators in pools.values()), default=0)
+        self._slots = threading.Semaphore(max(1, self.workers))
+        self._free: dict[str, queue.Queue[Generator]] = {}
+        for engine, generators in pools.items():
+            self._free[engine] = queue.Queue()
+            for generator in generators:
+                self._free[engine].put(generator)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -101,9 +109,16 @@ class JobRunner:
         job = self.job(project_id)
         return job if job is not None and not job.finished else None
 
-    def submit(self, project_id: str, out_dir: Path, work: Work) -> Job:
-        """Start `work(generator, job)` as the project's job (it checks `job.cancel` and may `job.publish` progress
-        lines); the same generation already running is returned as it is (attach), a different one is refused."""
+    def submit(self, project_id: str, out_dir: Path, work: Work, engine: str | None = None) -> Job:
+        """Start `work(generator, job)` on one of `engine`'s generators (None: the first engine) as the project's job
+        (it checks `job.cancel` and may `job.publish` progress lines); the same generation already running is
+        returned as it is (attach), a different one is refused."""
+        if engine is None:
+            engine = next(iter(self._free), "")
+        if engine not in self._free:
+            raise ValueError(
+                f"the {engine} engine is not loaded in this studio; choose one of {', '.join(self._free)}"
+            )
         with self._lock:
             current = self._jobs.get(project_id)
             if current is not None and not current.finished:
@@ -113,25 +128,24 @@ class JobRunner:
                     "a generation with other settings is already running in this project; press Stop (its finished "
                     "clips are kept) or wait for it, then Generate again"
                 )
-            job = Job(project_id, out_dir)
+            job = Job(project_id, out_dir, engine)
             self._jobs[project_id] = job
         thread = threading.Thread(target=self._run, args=(job, work), name=f"generate-{project_id}", daemon=True)
         thread.start()
         return job
 
     def _run(self, job: Job, work: Work) -> None:
-        generator = None
+        generator, free = None, self._free[job.engine]
+        slot = self._slots.acquire(blocking=False)
         try:
-            if self._free.empty():
+            if not slot:
                 job.publish(GenerationUpdate(f"Waiting for a free worker: {self.workers} generation(s) running…"))
-            while generator is None:
+            while not slot:
                 if job.cancel.is_set():
                     job.publish(GenerationUpdate("Stopped before it started.", state="stopped"))
                     return
-                try:
-                    generator = self._free.get(timeout=0.5)
-                except queue.Empty:
-                    continue
+                slot = self._slots.acquire(timeout=0.5)
+            generator = free.get()  # a slot is held: one of the engine's `workers` generators is free
             for update in work(generator, job):
                 job.publish(update)
         except ValueError as err:  # a user-facing problem found while running (the message says what to do)
@@ -147,7 +161,9 @@ class JobRunner:
             )
         finally:
             if generator is not None:
-                self._free.put(generator)
+                free.put(generator)
+            if slot:
+                self._slots.release()
             job.finish()
 
 

@@ -80,7 +80,7 @@ def build_studio(engines: Engines) -> gr.Blocks:
     (their projects stay on disk); generation jobs belong to projects and outlive both."""
     settings = engines.settings
     ctx = StudioContext(engines, SessionStore(idle_timeout=settings.session_timeout))
-    jobs = JobRunner(worker_generators(engines.generator, settings.concurrency))
+    jobs = JobRunner({c.name: worker_generators(c.generator, settings.concurrency) for c in engines.offered()})
     with gr.Blocks(title="MVideo Studio", delete_cache=CACHE_SWEEP) as demo:
         demo.store, demo.jobs = ctx.store, jobs  # for tests and benchmarks
         gr.Markdown("# MVideo Studio\nDirect the motion of a generated video with the masks of your subjects.")

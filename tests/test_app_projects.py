@@ -176,7 +176,7 @@ def test_reopen_restores_the_trim_and_the_generation_record(engines, tmp_path):
     assert "0.5 s to 1.5 s" in reopened.info and len(fresh.frames) == 8
     assert fresh.project.meta()["generation"] == {
         "prompt": "a square", "negative_prompt": "", "seconds": 4, "steps": 2, "guidance": 6.0, "seed": 7,
-        "mask_guidance": 1.0, "mask_policy": "loop",
+        "mask_guidance": 1.0, "mask_policy": "loop", "engine": "mvideo",
     }  # fmt: skip
 
 

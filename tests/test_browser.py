@@ -1,14 +1,16 @@
 """End to end in a real browser: Playwright drives Debian's chromium against `python app.py` as a user without a GPU
 or downloaded weights gets it: the shipped toy MVideo (assets/toy) generates, the classic tracker tracks, and a tiny
-random Grounding DINO saved to a local folder (`--grounding-dino DIR`, the production loader) detects.
+random Grounding DINO saved to a local folder (`--grounding-dino DIR`, the production loader) detects; a tiny random
+Wan2.1-VACE (`--tiny-random-vace`) is offered beside the toy as the second engine.
 
 One user goes through the whole flow (upload a sample, click two objects, propagate, zoom keyframe, uphill terrain,
 a longer edit, a path drawn by clicking the preview, generate 8 s, watch two clips arrive one after the other, download the final video), reloads and finds
 every tab as it was without a click, then refines an object of the reopened project. A second user, at the same time,
 sees none of it, gets a message (and no error badge) for each kind of mistake and carries on, cannot open the first
 user's project by its id (the server listens on a non-default address: a shared host) but can with its share link.
-Other tests: an oversized upload is trimmed; a reload in the middle of a generation shows it finishing. Screenshots of
-each step go to test-artifacts/browser/.
+Other tests: an oversized upload is trimmed; a reload in the middle of a generation shows it finishing; VACE chosen on
+the Generate tab streams its clips and stays chosen after a reload. Screenshots of each step go to
+test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py` (no weights: the toy model) on a free port, stopped after the module."""
+    """`python app.py` (no weights: the toy model, and the tiny random VACE) on a free port, stopped after the
+    module."""
     from mvideo_core.extraction.grounding import save_random_grounding_dino
 
     port = _free_port(HOST)
@@ -79,7 +82,7 @@ def server(tmp_path_factory):
     grounding = save_random_grounding_dino(tmp_path_factory.mktemp("grounding-dino"))
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
     cmd = [sys.executable, "app.py", "--host", HOST, "--port", str(port), "--projects-dir", str(projects)]
-    cmd += ["--grounding-dino", str(grounding)]
+    cmd += ["--grounding-dino", str(grounding), "--tiny-random-vace"]
     cmd += ["--max-upload-mb", str(MAX_UPLOAD_MB), "--max-seconds", str(MAX_SECONDS)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -471,4 +474,83 @@ def test_a_reload_mid_generation_shows_it_finishing_without_generate_again(serve
     assert page.locator('#gen-files a[download="final.mp4"]').count() == 1
     _no_error_badge(page)
     _shot(page, "reload-mid-generation")
+    context.close()
+
+
+CHOSEN_ENGINE_JS = "document.querySelector('#gen-engine input:checked')?.closest('label')?.innerText ?? ''"
+
+
+def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_after_a_reload(server, browser, sample):
+    url, projects, log = server
+    video_path, truth = sample
+    context, page = _open(browser, url)
+    _upload(page, video_path)
+    _wait_text(page, "#video-info", "Used:")
+    page.get_by_role("tab", name="2 · Masks").click()
+    _click_frame(page, *_center(truth, 0), truth.size)
+    _wait_text(page, "#objects", "object 1", timeout=60_000)
+    page.locator("#click-object input").click()
+    page.get_by_role("option", name="new object").click()
+    _click_frame(page, *_center(truth, 1), truth.size)
+    _wait_text(page, "#objects", "object 2", timeout=60_000)
+    page.locator("#propagate").click()
+    _wait_text(page, "#mask-status", "Propagated 2 objects over 33 frames")
+
+    # Both engines are offered, each saying what it is; MVideo (the toy) is the default.
+    page.get_by_role("tab", name="4 · Generate").click()
+    choice = _text(page, "#gen-engine")
+    assert "MVideo: the paper's method, needs trained weights (toy demo model" in choice
+    assert "VACE (Wan2.1): public weights, layout control (tiny random weights: noise)" in choice
+    assert page.evaluate(CHOSEN_ENGINE_JS).startswith("MVideo")
+    assert page.locator("#gen-mask-guidance").is_visible()
+    assert page.locator("#gen-steps input[type=number]").input_value() == "20"  # the toy's
+    page.locator("#gen-engine label", has_text="VACE").click()
+    _wait_text(page, "#gen-engine-note", "makes 96x64 at 16 fps in 4 s clips (81 frames, 17 shared")
+    page.wait_for_function("document.querySelector('#gen-steps input[type=number]').value === '2'")
+    assert not page.locator("#gen-mask-guidance").is_visible()  # MVideo's alone
+    assert "Reference image" in _text(page, "#gen-start-image")
+    _wait_text(page, "#gen-length-note", "The motion lasts 4.0 s: 1 clip of 4 s hold it.")
+    seconds = page.locator("#gen-seconds input[type=number]")
+    seconds.fill("8")
+    seconds.press("Tab")
+    page.locator("#gen-prompt textarea").fill("a ball and a box")
+    _shot(page, "v-1-vace-chosen")
+    page.locator("#generate").click()
+    seen: dict[str, float] = {}
+    gallery_when_first = None
+    deadline = time.monotonic() + WAIT_MS / 1000
+    status = ""
+    while "done" not in seen and time.monotonic() < deadline:
+        status = _text(page, "#gen-progress")
+        if "Clip 1 of 2 finished" in status and "clip1" not in seen:
+            seen["clip1"] = time.monotonic()
+            gallery_when_first = page.locator("#gen-gallery img, #gen-gallery video").count()
+            _shot(page, "v-2-vace-first-clip")
+        if "Done: 2 clips" in status:
+            seen["done"] = time.monotonic()
+        if "failed" in status:
+            _shot(page, "timeout")
+            pytest.fail(f"VACE generation failed in the browser; server log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    assert {"clip1", "done"} <= set(seen), f"generation did not finish; saw {seen}, status {status!r}"
+    assert gallery_when_first == 1 and seen["clip1"] < seen["done"]
+    assert "129 frames at 16 fps (tiny random model: NOISE)" in status
+    assert page.locator("#gen-gallery img, #gen-gallery video").count() == 2
+    page.wait_for_function(f"{BUFFERED_JS} >= 8.0", timeout=60_000)  # the player holds both clips (8.06 s)
+    _shot(page, "v-3-vace-generated")
+    records = [json.loads(p.read_text()) for p in projects.glob("*/generations/*/generation.json")]
+    vace = [r for r in records if r["settings"]["engine"] == "vace"]
+    assert len(vace) == 1 and vace[0]["settings"]["base_model"] == "tiny-random-vace"
+
+    # A reload reopens the project with VACE still chosen, its settings and its clips.
+    page.reload()
+    page.get_by_role("tab", name="4 · Generate").click()
+    _wait_text(page, "#gen-progress", "Done: 2 clips")
+    page.wait_for_function(f"({CHOSEN_ENGINE_JS}).startsWith('VACE')", timeout=60_000)
+    assert page.locator("#gen-steps input[type=number]").input_value() == "2"  # as generated, not MVideo's default
+    assert page.locator("#gen-seconds input[type=number]").input_value() == "8"
+    assert not page.locator("#gen-mask-guidance").is_visible()
+    assert page.locator("#gen-gallery img, #gen-gallery video").count() == 2
+    _no_error_badge(page)
+    _shot(page, "v-4-vace-reopened")
     context.close()

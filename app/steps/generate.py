@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from app.engines import Engines, Generator
+from app.engines import EngineChoice, Engines, Generator
 from app.jobs import GenerationUpdate
 from app.projects import Project
 from app.sessions import Session
 from app.steps.common import StudioError, ensure_project, plural, to_json
 from app.steps.edit import edited_masks
 from mvideo_core.clip_spec import prepare_masks
+from mvideo_core.engines import DEFAULT_ENGINE
 from mvideo_core.long_video import ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet
 from mvideo_core.settings import GenerationSettings, SettingsError
@@ -36,6 +37,7 @@ class GenerationRequest:
     start_image: np.ndarray | None = None
     mask_guidance: float = 1.0  # the pipeline's push towards the masks; 1 = off
     mask_policy: str = "hold"  # masks shorter than the video: see MASK_POLICIES
+    engine: str = DEFAULT_ENGINE  # the engine's registry name (Engines.choices)
 
     def settings(self) -> dict[str, Any]:
         """The form as project.json records it (the start image is not kept)."""
@@ -48,6 +50,7 @@ class GenerationRequest:
             "seed": self.seed,
             "mask_guidance": self.mask_guidance,
             "mask_policy": self.mask_policy,
+            "engine": self.engine,
         }
 
     def generation_settings(self, seconds: float, size: tuple[int, int], masked: bool) -> GenerationSettings:
@@ -102,8 +105,11 @@ class MotionLength:
         return self.clips == self.whole_clips
 
 
-def generation_explanation(engines: Engines) -> str:
-    """Why Generate cannot run here, with the flags that fix it."""
+def generation_explanation(engines: Engines, engine: str | None = None) -> str:
+    """Why Generate cannot run here (with `engine`), with the flags that fix it."""
+    if engine is not None and engine in engines.choices and engine != DEFAULT_ENGINE:
+        choice = engines.choices[engine]
+        return f"{choice.label.split(':')[0]} is unavailable: {choice.status}."
     return (
         f"Generation is unavailable: {engines.generation_status}. "
         "Point the studio at the weights with --base-model (CogVideoX hub id or folder) and --mvideo-weights "
@@ -123,12 +129,11 @@ def check_generation(
     start_image: np.ndarray | None = None,
     mask_guidance: float | None = None,
     mask_policy: str | None = None,
+    engine: str | None = None,
 ) -> GenerationRequest:
-    """The form checked once, by the `GenerationSettings` it stands for, against the loaded engine's clips; a bad
-    value is named by its widget. Also explains a missing generator."""
-    s = engines.settings
-    if engines.generator is None:
-        raise StudioError(generation_explanation(engines))
+    """The form checked once, by the `GenerationSettings` it stands for, against the chosen engine's clips (None:
+    the default engine); a bad value is named by its widget. Also explains a missing generator."""
+    choice = chosen_engine(engines, engine)
     mask_policy = mask_policy or "hold"
     if mask_policy not in MASK_POLICIES:
         raise StudioError(f"when the motion is shorter, choose one of {', '.join(MASK_POLICIES)}; got {mask_policy!r}")
@@ -137,19 +142,34 @@ def check_generation(
     form = GenerationRequest(
         (prompt or "").strip(),
         (negative_prompt or "").strip(),
-        _widget_number(seconds, s.clip_seconds),
-        _widget_number(steps, s.default_steps),
-        _widget_number(guidance, s.default_guidance, real=True),
+        _widget_number(seconds, choice.spec.clip_seconds),
+        _widget_number(steps, choice.default_steps),
+        _widget_number(guidance, choice.default_guidance, real=True),
         _widget_number(seed, 0),
         None if start_image is None else np.asarray(start_image),
         _widget_number(mask_guidance, 1.0, real=True),
         mask_policy,
+        choice.name,
     )
     try:
-        form.generation_settings(form.seconds, s.model_size, masked=True).plan(engines.generator.spec)
+        form.generation_settings(form.seconds, choice.size, masked=True).plan(choice.spec)
     except SettingsError as err:
         raise StudioError(f"{FIELD_LABELS.get(err.field, err.field)} {err.problem}") from err
+    if form.mask_guidance != 1.0 and not choice.takes_mask_guidance:
+        raise StudioError(f"mask guidance is MVideo's push towards the masks; {choice.name} has none: leave it at 1")
     return form
+
+
+def chosen_engine(engines: Engines, name: str | None = None) -> EngineChoice:
+    """The loaded engine `name` (None: the default one), or a message saying why it cannot generate here."""
+    try:
+        choice = engines.choice(name or None)
+    except KeyError:
+        offered = ", ".join(c.name for c in engines.offered()) or "none"
+        raise StudioError(f"there is no {name!r} engine in this studio; choose one of: {offered}") from None
+    if not choice.available:
+        raise StudioError(generation_explanation(engines, choice.name))
+    return choice
 
 
 # The widget that sets each GenerationSettings field, so a bad value is reported under the name the page shows.
@@ -189,29 +209,39 @@ def condition_masks(engines: Engines, session: Session) -> MaskSet | None:
     return session.masks
 
 
-def motion_length(engines: Engines, masks: MaskSet) -> MotionLength:
-    """The motion's length against the model's clips (clips share their boundary frame)."""
-    s = engines.settings
-    clip_frames = int(round(s.clip_seconds * s.model_fps))  # frames each clip adds
-    frames = max(1, round((masks.num_frames - 1) * s.model_fps / masks.fps))  # intervals at the model's fps
-    clips = max(1, math.ceil(frames / clip_frames - 1e-6))
-    return MotionLength(frames / s.model_fps, clips, frames // clip_frames, s.clip_seconds)
+def motion_length(engines: Engines, masks: MaskSet, engine: str | None = None) -> MotionLength:
+    """The motion's length against the clips of `engine` (None: the default one; clips share their boundary
+    frames)."""
+    spec = engines.choice(engine).spec
+    frames = max(1, round((masks.num_frames - 1) * spec.fps / masks.fps))  # intervals at the model's fps
+    clips = max(1, math.ceil(frames / spec.stride - 1e-6))  # each clip adds `stride` frames
+    return MotionLength(frames / spec.fps, clips, frames // spec.stride, spec.clip_seconds)
 
 
-def model_masks(engines: Engines, masks: MaskSet, num_clips: int, policy: str = "loop") -> np.ndarray:
-    """The union of `masks` prepared for the model as every caller prepares it (`clip_spec.prepare_masks`: at the
-    model's fps and size, `num_clips` clips long; shorter masks loop or hold their last frame (`policy`; "stop"
+def model_masks(
+    engines: Engines, masks: MaskSet, num_clips: int, policy: str = "loop", engine: str | None = None
+) -> np.ndarray:
+    """The union of `masks` prepared for `engine`'s model as every caller prepares it (`clip_spec.prepare_masks`: at
+    the model's fps and size, `num_clips` clips long; shorter masks loop or hold their last frame (`policy`; "stop"
     cuts the video to the motion first, so its masks are never short)): bool [F, H, W]."""
-    return prepare_masks(masks, engines.generator.spec, num_clips, engines.settings.model_size, policy=policy)
+    choice = engines.choice(engine)
+    return prepare_masks(masks, choice.spec, num_clips, choice.size, policy=policy)
 
 
-def generation_dir(project: Project, form: GenerationRequest, masks: np.ndarray | None) -> Path:
-    """One folder per distinct generation; the same settings reuse it, so a stopped run resumes its clips."""
+def generation_dir(
+    project: Project, form: GenerationRequest, masks: np.ndarray | None, objects: MaskSet | None = None
+) -> Path:
+    """One folder per distinct generation; the same settings reuse it, so a stopped run resumes its clips. Another
+    engine than the default one adds its name and each object's masks (it may draw the objects apart)."""
     fields = [form.prompt, form.negative_prompt, form.seconds, form.steps, form.guidance, form.seed]
     if form.mask_guidance != 1.0:  # only when on: folders made before the setting existed keep their name
         fields.append(form.mask_guidance)
+    extras = [masks, form.start_image]
+    if form.engine != DEFAULT_ENGINE:  # only then: MVideo's folders keep the names they had before engines
+        fields.append(form.engine)
+        extras.append(None if objects is None else np.packbits(objects.masks))
     h = hashlib.sha1(to_json(fields).encode())
-    for extra in (masks, form.start_image):
+    for extra in extras:
         h.update(b"-" if extra is None else np.ascontiguousarray(extra).tobytes())
     return project.root / "generations" / h.hexdigest()[:12]
 
@@ -225,27 +255,29 @@ class GenerationPlan:
     seconds: int
     masks: np.ndarray | None  # bool [F, H, W] at the model's size, or None (text only)
     out_dir: Path
+    objects: MaskSet | None = None  # the masks, object by object, as the engine is given them (None: `masks`)
 
 
 def plan_generation(engines: Engines, session: Session, form: GenerationRequest) -> GenerationPlan:
     """Resolve the length (a "stop" policy ends the video with the motion), the masks and the output folder, and
     record the settings in the project (reopening shows them)."""
+    choice = chosen_engine(engines, form.engine)
     project = ensure_project(engines, session)
     masks = condition_masks(engines, session)
     seconds = form.seconds
     if masks is not None and form.mask_policy == "stop":
-        length = motion_length(engines, masks)
+        length = motion_length(engines, masks, choice.name)
         if length.whole_clips < 1:
             raise StudioError(
                 f"the motion lasts {length.seconds:.1f} s, less than one {length.clip_seconds:g} s clip, so "
                 "'stop at the motion's end' leaves nothing to make; choose hold or loop"
             )
         seconds = min(seconds, int(round(length.whole_clips * length.clip_seconds)))
-    num_clips = engines.generator.spec.num_clips(seconds)
-    union = None if masks is None else model_masks(engines, masks, num_clips, form.mask_policy)
-    out_dir = generation_dir(project, form, union)
+    num_clips = choice.spec.num_clips(seconds)
+    union = None if masks is None else model_masks(engines, masks, num_clips, form.mask_policy, choice.name)
+    out_dir = generation_dir(project, form, union, masks)
     project.update_meta(generation=form.settings())
-    return GenerationPlan(project, form, seconds, union, out_dir)
+    return GenerationPlan(project, form, seconds, union, out_dir, masks)
 
 
 def run_generation(
@@ -260,10 +292,10 @@ def run_generation(
     Needs no session (it runs as a job of the project); each yielded update is also recorded in project.json.
     `on_step` gets a status line after each denoising step."""
     project, form, union = plan.project, plan.form, plan.masks
-    num_clips = generator.spec.num_clips(plan.seconds)
-    h, w = engines.settings.model_size
+    spec = generator.spec
+    num_clips = spec.num_clips(plan.seconds)
     what = "following your masks" if union is not None else "from text only (no masks yet)"
-    noise = " (tiny random model: NOISE)" if engines.settings.tiny_random else ""
+    noise = " (tiny random model: NOISE)" if engines.choice(form.engine).noise else ""
     run = str(plan.out_dir.relative_to(project.root))
     clips: list[str] = []
 
@@ -275,16 +307,18 @@ def run_generation(
     steps = _StepCount(is_cancelled, step_done)
 
     def record(update: GenerationUpdate) -> GenerationUpdate:
-        project.update_meta(last_generation={"dir": run, "status": update.status, "state": update.state})
+        last = {"dir": run, "status": update.status, "state": update.state, "engine": form.engine}
+        project.update_meta(last_generation=last)
         return update
 
     yield record(GenerationUpdate(f"Generating {plural(num_clips, 'clip')} {what}{noise}…"))
     try:
-        settings = form.generation_settings(plan.seconds, (h, w), masked=union is not None)
+        settings = form.generation_settings(plan.seconds, spec.default_size, masked=union is not None)
+        # the objects as they are (the engine brings them to its clips: MVideo takes their union, VACE draws each)
+        masks, mask_fps = (union, spec.fps) if plan.objects is None else (plan.objects, plan.objects.fps)
         stream = generate_long_video(
-            generator, settings, out_dir=plan.out_dir, masks=union, mask_fps=engines.settings.model_fps,
-            cancel=steps, progress=False
-        )  # fmt: skip
+            generator, settings, out_dir=plan.out_dir, masks=masks, mask_fps=mask_fps, cancel=steps, progress=False
+        )
         for item in stream:
             if isinstance(item, ClipResult):
                 clips.append(str(item.path))
@@ -323,13 +357,10 @@ def run_generation(
 
 
 def generate(engines: Engines, session: Session, form: GenerationRequest) -> Iterator[GenerationUpdate]:
-    """Plan and run a generation in the calling thread with the engines' generator (the page runs it as a job)."""
-    if engines.generator is None:
-        raise StudioError(generation_explanation(engines))
+    """Plan and run a generation in the calling thread with the chosen engine (the page runs it as a job)."""
+    generator = chosen_engine(engines, form.engine).generator
     session.cancel.clear()
-    yield from run_generation(
-        engines, engines.generator, plan_generation(engines, session, form), session.cancel.is_set
-    )
+    yield from run_generation(engines, generator, plan_generation(engines, session, form), session.cancel.is_set)
 
 
 class _StepCount:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from app.engines import Engines
+from app.engines import Engines, generator_lines
 from app.projects import ProjectDamaged, ProjectError, open_project
 from app.sessions import Session
 from app.steps.common import StudioError, plural
@@ -38,7 +38,7 @@ def engines_banner(engines: Engines) -> str:
     """Which tracker, text detector and generator this studio runs on, and why."""
     return (
         f"**Tracker:** {engines.tracker_status}  \n**Text detection:** {engines.grounder_status}  \n"
-        f"**Generator:** {engines.generation_status}"
+        f"{generator_lines(engines)}"
     )
 
 

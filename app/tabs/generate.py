@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from app.engines import gpu_function
+from app.engines import EngineChoice, generator_lines, gpu_function
 from app.jobs import GenerationUpdate, Job, JobRunner
 from app.projects import ProjectDamaged
 from app.sessions import Session
@@ -27,6 +27,8 @@ MAX_CLIPS_OFFERED = 8
 @dataclass
 class GenerateTab:
     status: gr.Markdown
+    engine: gr.Radio
+    engine_note: gr.Markdown
     prompt: gr.Textbox
     negative: gr.Textbox
     seconds: gr.Slider
@@ -50,9 +52,36 @@ class GenerateTab:
     def length_outputs(self) -> list[Component]:
         return [self.seconds, self.length_note, self.mask_policy]
 
+    def engine_outputs(self) -> list[Component]:
+        return [self.engine, self.engine_note, self.mask_guidance, self.start_image]
+
     def outputs(self) -> list[Component]:
         """What `view` sets."""
-        return [*self.settings_outputs(), *self.length_outputs(), self.progress, self.gallery, self.files]
+        return [
+            *self.settings_outputs(), *self.engine_outputs(), *self.length_outputs(), self.progress, self.gallery,
+            self.files,
+        ]  # fmt: skip
+
+    def engine_view(
+        self, ctx: StudioContext, name: str | None, restoring: bool = False, mask_guidance: float | None = None
+    ) -> Updates:
+        """The engine choice set to `name` (the default one where it is not offered), what that engine makes, and the
+        widgets that depend on it (mask guidance is MVideo's, set to `mask_guidance` where given; VACE takes the start
+        image as a reference image)."""
+        offered = {c.name: c for c in ctx.engines.offered()}
+        if not offered:
+            return {self.engine: gr.Radio(visible=False), self.engine_note: ""}
+        choice = offered.get(name) or ctx.engines.choice()
+        note = f"**{choice.label}**: {choice.describe()}."
+        if name and name not in offered and restoring:
+            note += f" This project last generated with {name}, which is not loaded in this studio now."
+        picture = "Reference image (optional: the look of the subject or scene)" if _takes_reference(choice) else None
+        return {
+            self.engine: gr.Radio(value=choice.name),
+            self.engine_note: note,
+            self.mask_guidance: _mask_guidance_view(choice, mask_guidance),
+            self.start_image: gr.Image(label=picture or "Start image (optional)"),
+        }
 
     def view(self, ctx: StudioContext, session: Session, jobs: JobRunner) -> Updates:
         """The tab as the project holds it: the last settings, the length against the motion, the clips finished so
@@ -70,7 +99,12 @@ class GenerateTab:
             for component, name in zip(self.settings_outputs(), step.SETTING_NAMES, strict=True):
                 if name in saved:
                     updates[component] = saved[name]
-        updates.update(self.length_view(ctx, session, saved.get("seconds"), saved.get("mask_policy")))
+        engine = saved.get("engine")
+        updates.update(self.engine_view(ctx, engine, restoring=True, mask_guidance=saved.get("mask_guidance")))
+        offered = engine in {c.name for c in ctx.engines.offered()}
+        updates.update(
+            self.length_view(ctx, session, saved.get("seconds"), saved.get("mask_policy"), engine if offered else None)
+        )
         last = meta.get("last_generation") or {}
         job = jobs.job(session.project.project_id) if session.project is not None else None
         progress = ""
@@ -95,11 +129,19 @@ class GenerateTab:
         return updates
 
     def length_view(
-        self, ctx: StudioContext, session: Session, seconds: float | None = None, policy: str | None = None
+        self,
+        ctx: StudioContext,
+        session: Session,
+        seconds: float | None = None,
+        policy: str | None = None,
+        engine: str | None = None,
     ) -> Updates:
-        """The length slider, defaulting to the motion's length in whole clips, and the choice for the time after the
-        motion ends (shown only when the length and the motion differ)."""
-        clip = ctx.engines.settings.clip_seconds
+        """The length slider in whole clips of `engine` (None: the default one), defaulting to the motion's length,
+        and the choice for the time after the motion ends (shown only when the length and the motion differ)."""
+        try:
+            clip = ctx.engines.choice(engine).spec.clip_seconds
+        except KeyError:
+            engine, clip = None, ctx.engines.choice().spec.clip_seconds
         try:
             masks = step.condition_masks(ctx.engines, session)
         except StudioError:  # an edit that does not render: Generate will say so
@@ -108,7 +150,7 @@ class GenerateTab:
             note = "No masks yet: the video follows the text only."
             length = None
         else:
-            length = step.motion_length(ctx.engines, masks)
+            length = step.motion_length(ctx.engines, masks, engine)
             note = f"The motion lasts {length.seconds:.1f} s: {plural(length.clips, 'clip')} of {clip:g} s hold it"
             note += "." if length.fits else "; after it ends:"
         if seconds is None and length is not None and not session.length_chosen:
@@ -133,19 +175,29 @@ class GenerateTab:
 
 def build_generate_tab(ctx: StudioContext) -> GenerateTab:
     engines = ctx.engines
-    s = engines.settings
-    ready = engines.generator is not None
+    offered = engines.offered()
+    default = engines.choice() if offered else None
+    ready = default is not None
     status = gr.Markdown(
-        f"**Generator:** {engines.generation_status}" if ready else step.generation_explanation(engines),
-        elem_id="gen-status",
+        generator_lines(engines) if ready else step.generation_explanation(engines), elem_id="gen-status"
     )
     with gr.Row():
         with gr.Column(scale=2):
+            engine = gr.Radio(
+                [(c.label, c.name) for c in offered],
+                value=default.name if ready else None,
+                label="Engine (only those whose weights are loaded are offered; the others say why above)",
+                visible=ready,
+                elem_id="gen-engine",
+            )
+            engine_note = gr.Markdown(
+                f"**{default.label}**: {default.describe()}." if ready else "", elem_id="gen-engine-note"
+            )
             prompt = gr.Textbox(
                 label="Prompt", lines=3, placeholder="an astronaut doing a backflip on the moon", elem_id="gen-prompt"
             )
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, distorted")
-            clip = int(s.clip_seconds)
+            clip = int(default.spec.clip_seconds if ready else engines.settings.clip_seconds)
             seconds = gr.Slider(
                 clip, MAX_CLIPS_OFFERED * clip, value=2 * clip, step=clip, label="Length (s, whole clips)",
                 elem_id="gen-seconds",
@@ -159,13 +211,26 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
                 elem_id="gen-mask-policy",
             )
             with gr.Row():
-                steps = gr.Slider(1, 100, value=s.default_steps, step=1, label="Steps")
-                guidance = gr.Slider(0, 15, value=s.default_guidance, step=0.5, label="Guidance")
-                mask_guidance = gr.Slider(
-                    1, 5, value=1.0, step=0.5, label="Mask guidance (1 = off)", elem_id="gen-mask-guidance"
+                steps = gr.Slider(
+                    1, 100, value=default.default_steps if ready else 50, step=1, label="Steps", elem_id="gen-steps"
                 )
+                guidance = gr.Slider(
+                    0, 15, value=default.default_guidance if ready else 6.0, step=0.5, label="Guidance",
+                    elem_id="gen-guidance",
+                )  # fmt: skip
+                mask_guidance = gr.Slider(
+                    1, 5, value=1.0, step=0.5, label="Mask guidance (1 = off)", elem_id="gen-mask-guidance",
+                    visible=not ready or default.takes_mask_guidance,
+                )  # fmt: skip
                 seed = gr.Number(label="Seed", value=0, precision=0, elem_id="gen-seed")
-            start_image = gr.Image(label="Start image (optional)", type="numpy", sources=["upload"])
+            start_image = gr.Image(
+                label="Reference image (optional: the look of the subject or scene)"
+                if ready and _takes_reference(default)
+                else "Start image (optional)",
+                type="numpy",
+                sources=["upload"],
+                elem_id="gen-start-image",
+            )
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", interactive=ready, elem_id="generate")
                 stop = gr.Button("Stop", elem_id="stop-generate")
@@ -183,9 +248,21 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
                 label="Final video and generation.json", file_count="multiple", interactive=False, elem_id="gen-files"
             )
     return GenerateTab(
-        status, prompt, negative, seconds, length_note, mask_policy, steps, guidance, mask_guidance, seed, start_image,
+        status, engine, engine_note, prompt, negative, seconds, length_note, mask_policy, steps, guidance, mask_guidance, seed, start_image,
         go, stop, progress, stream, gallery, files,
     )  # fmt: skip
+
+
+def _mask_guidance_view(choice: EngineChoice, value: float | None) -> gr.Slider:
+    """Mask guidance shown for the engines that take it (at `value` where given), else hidden and off."""
+    if not choice.takes_mask_guidance:
+        return gr.Slider(value=1.0, visible=False)
+    return gr.Slider(visible=True) if value is None else gr.Slider(value=value, visible=True)
+
+
+def _takes_reference(choice: EngineChoice) -> bool:
+    """The engine takes the start image as a reference image (VACE), not as the first frame."""
+    return bool(getattr(choice.generator, "takes_reference_images", False))
 
 
 def follow(tab: GenerateTab, job: Job):
@@ -201,7 +278,7 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
     `tab_selected` is the Generate tab's select event, which refreshes the default length."""
     engines = ctx.engines
     form = [tab.prompt, tab.negative, tab.seconds, tab.steps, tab.guidance, tab.seed, tab.start_image]
-    form += [tab.mask_guidance, tab.mask_policy]
+    form += [tab.mask_guidance, tab.mask_policy, tab.engine]
     live = [tab.progress, tab.stream, tab.gallery, tab.files]
 
     @gpu_function(duration=GPU_SECONDS)
@@ -210,13 +287,14 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
         yield from step.run_generation(engines, generator, plan, job.cancel.is_set, on_step=job.publish)
 
     @user_errors
-    def run(prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy, request: gr.Request):  # fmt: skip
+    def run(prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy, engine, request: gr.Request):  # fmt: skip
         session = ctx.session(request)
         checked = step.check_generation(
-            engines, prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy
+            engines, prompt, negative, seconds, steps, guidance, seed, start_image, mask_guidance, mask_policy, engine
         )
         plan = step.plan_generation(engines, session, checked)
-        job = jobs.submit(plan.project.project_id, plan.out_dir, lambda gen, job: generate_clips(gen, job, plan))
+        work = lambda gen, job: generate_clips(gen, job, plan)  # noqa: E731
+        job = jobs.submit(plan.project.project_id, plan.out_dir, work, engine=checked.engine)
         yield from follow(tab, job)
 
     tab.go.click(run, form, live, concurrency_limit=None)  # it only follows the job; jobs.workers bound the work
@@ -237,10 +315,25 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
     tab.seconds.input(chosen, None, None, queue=False)
 
     @user_errors
-    def on_select(request: gr.Request) -> Updates:
-        return tab.length_view(ctx, ctx.session(request))
+    def on_engine(name: str, request: gr.Request) -> Updates:
+        """Another engine chosen: its defaults, its clip length and the widgets only it has."""
+        choice = step.chosen_engine(engines, name)
+        session = ctx.session(request)
+        return {
+            **tab.engine_view(ctx, name),
+            tab.steps: choice.default_steps,
+            tab.guidance: choice.default_guidance,
+            **tab.length_view(ctx, session, None, None, name),
+        }
 
-    tab_selected(on_select, None, tab.length_outputs(), show_progress="hidden")
+    engine_outputs = [*tab.engine_outputs(), tab.steps, tab.guidance, *tab.length_outputs()]
+    tab.engine.input(on_engine, [tab.engine], engine_outputs, show_progress="hidden")
+
+    @user_errors
+    def on_select(engine: str | None, request: gr.Request) -> Updates:
+        return tab.length_view(ctx, ctx.session(request), engine=engine or None)
+
+    tab_selected(on_select, [tab.engine], tab.length_outputs(), show_progress="hidden")
 
 
 def attach(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner):

@@ -92,6 +92,7 @@ class GenerationEngine(ABC):
     default_base_model: ClassVar[str]  # hub id loaded when none is given
     takes_start_image: ClassVar[bool] = False
     takes_reference_images: ClassVar[bool] = False
+    takes_mask_guidance: ClassVar[bool] = False  # `mask_guidance_scale` (a push towards the masks) is honoured
     tiny_variants: ClassVar[tuple[str, ...]] = ()  # names `load_tiny_random` accepts; the first is the default
     pipeline_class: ClassVar[type | None] = None  # the diffusers pipeline it wraps (`as_engine(pipe)`), if one
 

@@ -44,6 +44,7 @@ class MVideoEngine(GenerationEngine):
     default_base_model = DEFAULT_BASE_MODEL
     takes_start_image = True
     takes_reference_images = False
+    takes_mask_guidance = True
     tiny_variants = tuple(TINY_CONFIGS)
     pipeline_class = MVideoPipeline
 
