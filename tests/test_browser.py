@@ -210,6 +210,16 @@ def _center(masks, k: int, t: int = 0) -> tuple[float, float]:
     return float(xs.mean()), float(ys.mean())
 
 
+def _click_two_objects(page, truth) -> None:
+    """On the masks tab: a click on the ball, then one on the box as a new object, in frame 0."""
+    _click_frame(page, *_center(truth, 0), truth.size)
+    _wait_text(page, "#objects", "object 1", timeout=60_000)
+    page.locator("#click-object input").click()
+    page.get_by_role("option", name="new object").click()
+    _click_frame(page, *_center(truth, 1), truth.size)
+    _wait_text(page, "#objects", "object 2", timeout=60_000)
+
+
 def test_whole_flow_reload_restores_every_tab_and_users_stay_apart(server, browser, sample, tmp_path):
     url, projects, log = server
     video_path, truth = sample
@@ -229,12 +239,7 @@ def test_whole_flow_reload_restores_every_tab_and_users_stay_apart(server, brows
     page.locator("#detect").click()
     _wait_text(page, "#candidates", "1: ball (")
     _shot(page, "2-detect")
-    _click_frame(page, *_center(truth, 0), truth.size)
-    _wait_text(page, "#objects", "object 1", timeout=60_000)
-    page.locator("#click-object input").click()
-    page.get_by_role("option", name="new object").click()
-    _click_frame(page, *_center(truth, 1), truth.size)
-    _wait_text(page, "#objects", "object 2", timeout=60_000)
+    _click_two_objects(page, truth)
     _shot(page, "3-click")
     page.locator("#propagate").click()
     _wait_text(page, "#mask-status", "Propagated 2 objects over 33 frames with the classic tracker; masks autosaved.")
@@ -487,12 +492,7 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     _upload(page, video_path)
     _wait_text(page, "#video-info", "Used:")
     page.get_by_role("tab", name="2 · Masks").click()
-    _click_frame(page, *_center(truth, 0), truth.size)
-    _wait_text(page, "#objects", "object 1", timeout=60_000)
-    page.locator("#click-object input").click()
-    page.get_by_role("option", name="new object").click()
-    _click_frame(page, *_center(truth, 1), truth.size)
-    _wait_text(page, "#objects", "object 2", timeout=60_000)
+    _click_two_objects(page, truth)
     page.locator("#propagate").click()
     _wait_text(page, "#mask-status", "Propagated 2 objects over 33 frames")
 
