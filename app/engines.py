@@ -132,6 +132,8 @@ class Engines:
     def choice(self, name: str | None = None) -> EngineChoice:
         """The engine `name` (None: the default, the first offered); a KeyError for a name not known here."""
         if not self.choices:
+            if name is not None and name != getattr(self.generator, "name", "mvideo"):
+                raise KeyError(name)
             return EngineChoice(
                 getattr(self.generator, "name", "mvideo"),
                 ENGINE_LABELS["mvideo"],

@@ -19,9 +19,11 @@ from app.steps.common import StudioError
 from mvideo_core.masks import MaskSet
 from tests.test_app_adapters import H, T, W, _frames
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models contend badly on two busy threads
+
 
 @pytest.fixture(scope="module")
-def tiny_choices():
+def tiny_choices(one_torch_thread):
     """`--tiny-random`: the tiny MVideo and the tiny VACE, each through its production loader, built once."""
     args = build_parser().parse_args(["--tiny-random"])
     settings = settings_from_args(args)
@@ -197,3 +199,13 @@ def test_jobs_run_on_the_chosen_engines_pool_and_at_most_workers_at_once():
     assert ran == ["vace-0", "mvideo-0"] and (first.engine, second.engine) == ("vace", "mvideo")
     with pytest.raises(ValueError, match="the sora engine is not loaded in this studio; choose one of mvideo, vace"):
         runner.submit("p3", Path("c"), work, engine="sora")
+
+
+def test_a_studio_built_with_one_generator_offers_that_engine_alone(tmp_path, tiny_choices):
+    engines = Engines(settings_from_args(build_parser().parse_args(["--tiny-random"])))
+    engines.generator = tiny_choices[0]["mvideo"].generator
+    assert [c.name for c in engines.offered()] == ["mvideo"] and engines.choice(
+        "mvideo"
+    ).generator is engines.generator
+    with pytest.raises(StudioError, match="there is no 'vace' engine in this studio; choose one of: mvideo"):
+        generate_step.check_generation(engines, "a dog", engine="vace")

@@ -159,6 +159,17 @@ def test_a_generator_closed_mid_video_resumes_to_the_same_frames(engine, tmp_pat
         np.testing.assert_array_equal(a.frames, b.frames)
 
 
+def test_the_record_tells_apart_two_splits_of_the_same_union_into_objects(engine):
+    """A resumed run checks masks_sha1: for VACE it covers each object (each has its own colour), not the union."""
+    settings = GenerationSettings("a dog", seconds=4, **FAST)
+    masks = _masks(65)
+    merged = MaskSet(masks.masks.any(axis=0, keepdims=True), fps=masks.fps)
+    swapped = MaskSet(masks.masks[::-1].copy(), fps=masks.fps)
+    sha1s = [engine.prepare(m, settings).masks_sha1 for m in (masks, _masks(65), merged, swapped)]
+    assert sha1s[0] == sha1s[1] and len(set(sha1s)) == 3  # the same masks match; a merge or a swap does not
+    assert engine.prepare(None, settings).masks_sha1 is None
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

@@ -11,6 +11,7 @@ so each clip adds 64 frames = 4 s, as MVideo's clips do.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -69,6 +70,14 @@ class VacePrepared(PreparedGeneration):
     reference: Image.Image | None = None
     prompt_embeds: torch.Tensor | None = None
     negative_prompt_embeds: torch.Tensor | None = None
+
+    @property
+    def masks_sha1(self) -> str | None:
+        """Of each object's timeline, not only their union: the layout draws them apart, so another split of the same
+        union is another video (and must not resume this one's clips)."""
+        if self.objects is None:
+            return None
+        return hashlib.sha1(str(self.objects.shape).encode() + np.packbits(self.objects).tobytes()).hexdigest()
 
 
 class VaceEngine(GenerationEngine):
