@@ -93,8 +93,12 @@ def test_a_missing_or_unknown_engine_is_explained_before_anything_runs(tmp_path)
         StudioError, match="VACE \\(Wan2.1\\) is unavailable: no Wan2.1-VACE weights found .*--vace-model"
     ):
         generate_step.check_generation(engines, "a dog", engine="vace")
-    with pytest.raises(StudioError, match="--base-model .*--mvideo-weights"):
-        generate_step.check_generation(engines, "a dog")
+    with pytest.raises(
+        StudioError, match="--base-model .*--mvideo-weights.* VACE \\(Wan2.1\\): no Wan2.1-VACE weights"
+    ):
+        generate_step.check_generation(engines, "a dog")  # nothing offered: what each engine lacks
+    with pytest.raises(StudioError, match="^MVideo is unavailable: MVideo weights are missing: pass --mvideo-weights"):
+        generate_step.check_generation(engines, "a dog", engine="mvideo")
     with pytest.raises(StudioError, match="there is no 'sora' engine in this studio; choose one of: none"):
         generate_step.check_generation(engines, "a dog", engine="sora")
 

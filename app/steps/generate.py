@@ -106,16 +106,25 @@ class MotionLength:
 
 
 def generation_explanation(engines: Engines, engine: str | None = None) -> str:
-    """Why Generate cannot run here (with `engine`), with the flags that fix it."""
-    if engine is not None and engine in engines.choices and engine != DEFAULT_ENGINE:
+    """Why Generate cannot run here with `engine` (None: with any engine), with the flags that fix it."""
+    if engine not in (None, DEFAULT_ENGINE) and engine in engines.choices:
         choice = engines.choices[engine]
-        return f"{choice.label.split(':')[0]} is unavailable: {choice.status}."
-    return (
-        f"Generation is unavailable: {engines.generation_status}. "
+        return f"{_short_name(choice)} is unavailable: {choice.status}."
+    mvideo = engines.choices.get(DEFAULT_ENGINE)
+    text = (
+        f"{'Generation' if engine is None else 'MVideo'} is unavailable: "
+        f"{engines.generation_status if mvideo is None else mvideo.status}. "
         "Point the studio at the weights with --base-model (CogVideoX hub id or folder) and --mvideo-weights "
         "(MVideo .safetensors), on a machine with a CUDA GPU (--device cuda); or try the whole flow with "
         "--tiny-random (tiny random-weight models on CPU, noise output)."
     )
+    if engine is None:  # nothing is offered: what each other engine lacks too
+        text += "".join(f" {_short_name(c)}: {c.status}." for c in engines.choices.values() if c is not mvideo)
+    return text
+
+
+def _short_name(choice: EngineChoice) -> str:
+    return choice.label.split(":")[0]
 
 
 def check_generation(
@@ -168,7 +177,7 @@ def chosen_engine(engines: Engines, name: str | None = None) -> EngineChoice:
         offered = ", ".join(c.name for c in engines.offered()) or "none"
         raise StudioError(f"there is no {name!r} engine in this studio; choose one of: {offered}") from None
     if not choice.available:
-        raise StudioError(generation_explanation(engines, choice.name))
+        raise StudioError(generation_explanation(engines, name or None))
     return choice
 
 
