@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo mode: tiny random-weight models on CPU; the whole flow works, generated videos are noise",
     )
     models.add_argument(
+        "--no-vace",
+        action="store_true",
+        help="do not load the VACE engine even where its weights are found (both engines stay loaded otherwise: on a "
+        "GPU too small for both, use this or --offload)",
+    )
+    models.add_argument(
         "--tiny-random-vace",
         action="store_true",
         help="also offer a tiny random-weight Wan2.1-VACE on CPU (noise output) beside the other engines, e.g. the "

@@ -346,6 +346,8 @@ def build_vace(args: argparse.Namespace, settings: StudioSettings) -> tuple[Gene
         from mvideo_core.weights import WeightsError
     except ImportError as err:
         return None, f"VACE is not installed ({err})"
+    if getattr(args, "no_vace", False):
+        return None, "off (--no-vace)"
     if settings.tiny_random or getattr(args, "tiny_random_vace", False):
         engine = VaceEngine.load_tiny_random()  # recorded as tiny-random-vace: the same settings resume
         engine.pipe.set_progress_bar_config(desc="denoising")

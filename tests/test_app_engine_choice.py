@@ -76,6 +76,8 @@ def test_vace_is_offered_only_where_its_weights_are_found(tmp_path, monkeypatch)
     engine, status = build_vace(args, settings_from_args(args))
     assert engine is not None and engine.identity == {"engine": "vace", "base_model": str(folder)}
     assert status == f"Wan2.1-VACE from {folder} (cpu)"
+    args = build_parser().parse_args(["--device", "cpu", "--no-vace", "--tiny-random-vace"])
+    assert build_vace(args, settings_from_args(args)) == (None, "off (--no-vace)")
     args = build_parser().parse_args([])
     settings = settings_from_args(args)
     if settings.device == "cpu":  # found, but no GPU and no forced device: said, not loaded
