@@ -54,6 +54,20 @@ def tracked(tmp_path, tiny_generator):
 
 
 # -- generate ----------------------------------------------------------------------------------------------------
+def test_generate_records_the_start_image_it_used_in_the_project(tracked):
+    """A start image given to Generate (the page, or the API without an upload event) is the project's, on disk."""
+    engines, session = tracked
+    picture = np.full((16, 24, 3), 90, np.uint8)
+    form = generate_step.check_generation(engines, "a square", "", 4, 1, 6.0, 0, start_image=picture)
+    generate_step.plan_generation(engines, session, form)
+    saved = session.project.meta()["generation"]
+    path = generate_step.saved_start_image(session.project, saved)
+    assert saved["start_image"] == "start_image.png" and path is not None and path.is_file()
+    form = generate_step.check_generation(engines, "a square", "", 4, 1, 6.0, 0)
+    generate_step.plan_generation(engines, session, form)  # without one: none is kept
+    assert session.project.meta()["generation"]["start_image"] is None and not path.exists()
+
+
 def test_without_a_generator_generate_names_the_missing_weights_and_flags(tmp_path):
     args = build_parser().parse_args(["--projects-dir", str(tmp_path), "--device", "cpu", "--no-toy"])
     engines = Engines(settings_from_args(args))

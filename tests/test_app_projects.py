@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from app.projects import ProjectError, atomic_path, create_project, list_projects, open_project, write_text_atomic
 from app.sessions import SessionStore
@@ -17,6 +19,7 @@ from app.steps import masks as masks_step
 from app.steps import project as project_step
 from app.steps import video as video_step
 from app.steps.common import StudioError
+from app.tabs.generate import GenerateTab
 from mvideo_core.masks import load_masks
 from mvideo_core.video_io import write_video
 from tests.test_app_adapters import T, _frames, _square_center, make_engines
@@ -178,6 +181,61 @@ def test_reopen_restores_the_trim_and_the_generation_record(engines, tmp_path):
         "prompt": "a square", "negative_prompt": "", "seconds": 4, "steps": 2, "guidance": 6.0, "seed": 7,
         "mask_guidance": 1.0, "mask_policy": "loop", "engine": "mvideo",
     }  # fmt: skip
+
+
+def test_the_generate_form_is_kept_as_it_is_set_and_its_start_image_comes_back(engines, session):
+    """Before any Generate: each field and the start image are in the project as soon as they are set; a reopen in
+    another session finds them; clearing the picture removes its file."""
+    rgba = np.zeros((12, 16, 4), np.uint8)
+    rgba[..., 0], rgba[3:9, 4:12, 1], rgba[..., 3] = 200, 180, 90
+    generate_step.save_draft(session, prompt="a fox", seconds=8, mask_policy="loop", engine="mvideo")
+    generate_step.keep_start_image(session, rgba)
+    fresh = SessionStore().get("t")
+    project_step.reopen_project(engines, fresh, session.project.project_id)
+    saved = fresh.project.meta()["generation"]
+    assert saved == {"prompt": "a fox", "seconds": 8, "mask_policy": "loop", "engine": "mvideo", "start_image": "start_image.png"}  # fmt: skip
+    picture = generate_step.saved_start_image(fresh.project, saved)
+    assert picture is not None and np.array_equal(np.asarray(Image.open(picture)), rgba[..., :3])  # RGB, exact
+
+    generate_step.keep_start_image(fresh, None)
+    assert fresh.project.meta()["generation"]["start_image"] is None and not picture.exists()
+    assert generate_step.saved_start_image(fresh.project, {"start_image": "../../etc/passwd"}) is None
+    with pytest.raises(ValueError, match="not a Generate-form field: colour"):
+        generate_step.save_draft(fresh, colour="red")
+    with pytest.raises(StudioError, match="must be an RGB picture, got an array of shape \\(4, 4, 2\\)"):
+        generate_step.keep_start_image(fresh, np.zeros((4, 4, 2), np.uint8))
+    assert fresh.project.meta()["generation"]["prompt"] == "a fox"  # a refused picture loses nothing
+
+
+def test_a_session_without_a_project_keeps_no_draft(engines):
+    empty = SessionStore().get("nobody")
+    generate_step.save_draft(empty, prompt="a fox")
+    generate_step.keep_start_image(empty, np.zeros((4, 4, 3), np.uint8))
+    assert empty.project is None
+
+
+def test_the_length_note_asks_what_follows_the_motion_whenever_the_video_outlasts_it():
+    """The after-the-motion choice shows for a video longer than the motion, also one of whole clips made longer
+    by hand (a 4 s motion made 8 s held its last frame silently); a shorter video says it ends first."""
+    tab = GenerateTab(**{f.name: f.name for f in fields(GenerateTab)})  # components as their names
+    four = generate_step.MotionLength(seconds=4.0, clips=1, whole_clips=1, clip_seconds=4.0)
+    six = generate_step.MotionLength(seconds=6.0, clips=2, whole_clips=1, clip_seconds=4.0)
+    cases = [
+        (four, 4, "The motion lasts 4.0 s: 1 clip of 4 s hold it.", False),
+        (four, 8, "The motion lasts 4.0 s: 1 clip of 4 s hold it; the video is 8 s, so after the motion ends:", True),
+        (six, 8, "The motion lasts 6.0 s: 2 clips of 4 s hold it; after it ends:", True),
+        (six, None, "The motion lasts 6.0 s: 2 clips of 4 s hold it; after it ends:", True),
+        (
+            six,
+            4,
+            "The motion lasts 6.0 s: 2 clips of 4 s hold it; the video (4 s) ends before the motion does.",
+            False,
+        ),
+        (None, 8, "No masks yet: the video follows the text only.", False),
+    ]
+    for length, seconds, note, shown in cases:
+        view = tab.length_note_view(length, 4.0, seconds, "loop")
+        assert view["length_note"] == note and view["mask_policy"].visible is shown, (length, seconds)
 
 
 def test_a_failed_reopen_leaves_the_session_as_it_was(engines, two_objects, tmp_path):

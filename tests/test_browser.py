@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -485,7 +486,9 @@ def test_a_reload_mid_generation_shows_it_finishing_without_generate_again(serve
 CHOSEN_ENGINE_JS = "document.querySelector('#gen-engine input:checked')?.closest('label')?.innerText ?? ''"
 
 
-def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_after_a_reload(server, browser, sample):
+def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_after_a_reload(
+    server, browser, sample, tmp_path
+):
     url, projects, log = server
     video_path, truth = sample
     context, page = _open(browser, url)
@@ -513,7 +516,14 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     seconds = page.locator("#gen-seconds input[type=number]")
     seconds.fill("8")
     seconds.press("Tab")
+    # 8 s of a 4 s motion: the page asks what follows the motion (it used to hold the last frame silently).
+    _wait_text(page, "#gen-length-note", "the video is 8 s, so after the motion ends:")
+    assert page.locator("#gen-mask-policy").is_visible()
     page.locator("#gen-prompt textarea").fill("a ball and a box")
+    reference = tmp_path / "reference.png"
+    Image.fromarray(np.full((48, 64, 3), (30, 160, 90), np.uint8)).save(reference)
+    page.locator("#gen-start-image input[type=file]").set_input_files(str(reference))
+    page.wait_for_function("document.querySelector('#gen-start-image img') !== null", timeout=60_000)
     _shot(page, "v-1-vace-chosen")
     page.locator("#generate").click()
     seen: dict[str, float] = {}
@@ -542,7 +552,15 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     vace = [r for r in records if r["settings"]["engine"] == "vace"]
     assert len(vace) == 1 and vace[0]["settings"]["base_model"] == "tiny-random-vace"
 
-    # A reload reopens the project with VACE still chosen, its settings and its clips.
+    # A prompt changed after the run is kept as typed (no Generate needed), on disk before the reload.
+    page.locator("#gen-prompt textarea").fill("a fox and a box")
+    drafts = lambda: [json.loads(p.read_text()).get("generation", {}) for p in projects.glob("*/project.json")]  # noqa: E731
+    deadline = time.monotonic() + 30
+    while not any(d.get("prompt") == "a fox and a box" for d in drafts()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(d.get("prompt") == "a fox and a box" and d.get("start_image") == "start_image.png" for d in drafts()), json.dumps(drafts()) + log.read_text()[-4000:]
+
+    # A reload reopens the project with VACE still chosen, its settings, its reference image and its clips.
     page.reload()
     page.get_by_role("tab", name="4 · Generate").click()
     _wait_text(page, "#gen-progress", "Done: 2 clips")
@@ -551,6 +569,9 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     assert page.locator("#gen-seconds input[type=number]").input_value() == "8"
     assert not page.locator("#gen-mask-guidance").is_visible()
     assert page.locator("#gen-gallery img, #gen-gallery video").count() == 2
+    assert page.locator("#gen-prompt textarea").input_value() == "a fox and a box"
+    page.wait_for_function("document.querySelector('#gen-start-image img') !== null", timeout=60_000)
+    assert page.locator("#gen-mask-policy").is_visible()  # 8 s of a 4 s motion: the choice is still shown
     _no_error_badge(page)
     _shot(page, "v-4-vace-reopened")
     context.close()

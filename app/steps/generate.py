@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from app.engines import EngineChoice, Engines, Generator
 from app.jobs import GenerationUpdate
-from app.projects import Project
+from app.projects import Project, atomic_path
 from app.sessions import Session
 from app.steps.common import StudioError, ensure_project, plural, to_json
 from app.steps.edit import edited_masks
@@ -40,7 +41,7 @@ class GenerationRequest:
     engine: str = DEFAULT_ENGINE  # the engine's registry name (Engines.choices)
 
     def settings(self) -> dict[str, Any]:
-        """The form as project.json records it (the start image is not kept)."""
+        """The form as project.json records it (the start image is kept beside it: `save_start_image`)."""
         return {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
@@ -79,6 +80,8 @@ SETTING_NAMES = (
     "mask_guidance",
     "seed",
 )  # widgets restored as saved
+DRAFT_NAMES = (*SETTING_NAMES, "seconds", "mask_policy", "engine", "start_image")  # kept as the person sets them
+START_IMAGE_FILE = "start_image.png"  # the form's start (or reference) image, in the project folder
 MASK_POLICIES = {
     "hold": "hold the last frame",
     "loop": "loop the motion",
@@ -237,6 +240,54 @@ def model_masks(
     return prepare_masks(masks, choice.spec, num_clips, choice.size, policy=policy)
 
 
+def save_draft(session: Session, **values: Any) -> None:
+    """Generate-form fields kept in the project as the person sets them, before any Generate (reopening shows them);
+    nothing before the project exists (it starts with the video), nothing when they are as saved (the page setting
+    the widgets from the project on a reopen writes nothing). Values are kept as the widgets gave them: Generate
+    checks them."""
+    unknown = set(values) - set(DRAFT_NAMES)
+    if unknown:
+        raise ValueError(f"not a Generate-form field: {', '.join(sorted(unknown))}")
+    if session.project is None:
+        return
+    saved = session.project.meta().get("generation")
+    saved = saved if isinstance(saved, dict) else {}
+    if any(name not in saved or saved[name] != value for name, value in values.items()):  # a restore writes nothing
+        session.project.update_meta(generation={**saved, **values})
+
+
+def save_start_image(project: Project, image: np.ndarray | None) -> str | None:
+    """The form's start image written into the project as PNG, atomically (RGBA: its RGB); None removes it.
+    Returns the file name to record, or None."""
+    path = project.root / START_IMAGE_FILE
+    if image is None:
+        path.unlink(missing_ok=True)
+        return None
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+        raise StudioError(f"the start image must be an RGB picture, got an array of shape {image.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return START_IMAGE_FILE
+
+
+def keep_start_image(session: Session, image: np.ndarray | None) -> None:
+    """An uploaded (or cleared) start image kept in the project at once, and named in its Generate settings."""
+    if session.project is not None:
+        save_draft(session, start_image=save_start_image(session.project, image))
+
+
+def saved_start_image(project: Project | None, saved: dict[str, Any]) -> Path | None:
+    """The start image the project's Generate settings name, when its file is there."""
+    name = saved.get("start_image")
+    if project is None or name != START_IMAGE_FILE:
+        return None
+    path = project.root / START_IMAGE_FILE
+    return path if path.is_file() else None
+
+
 def generation_dir(
     project: Project, form: GenerationRequest, masks: np.ndarray | None, objects: MaskSet | None = None
 ) -> Path:
@@ -285,7 +336,7 @@ def plan_generation(engines: Engines, session: Session, form: GenerationRequest)
     num_clips = choice.spec.num_clips(seconds)
     union = None if masks is None else model_masks(engines, masks, num_clips, form.mask_policy, choice.name)
     out_dir = generation_dir(project, form, union, masks)
-    project.update_meta(generation=form.settings())
+    project.update_meta(generation={**form.settings(), "start_image": save_start_image(project, form.start_image)})
     return GenerationPlan(project, form, seconds, union, out_dir, masks)
 
 

@@ -20,6 +20,7 @@ from app.steps.common import StudioError, plural
 from app.tabs.common import StudioContext, Updates, user_errors
 
 # On a ZeroGPU Space each Generate call holds a GPU for at most this long (a 16 s video on an A100-class GPU).
+KEEP = object()  # engine_view: leave the start image as it is
 GPU_SECONDS = int(os.environ.get("MVIDEO_GPU_SECONDS", "600"))
 MAX_CLIPS_OFFERED = 8
 
@@ -63,11 +64,16 @@ class GenerateTab:
         ]  # fmt: skip
 
     def engine_view(
-        self, ctx: StudioContext, name: str | None, restoring: bool = False, mask_guidance: float | None = None
+        self,
+        ctx: StudioContext,
+        name: str | None,
+        restoring: bool = False,
+        mask_guidance: float | None = None,
+        picture: Any = KEEP,
     ) -> Updates:
         """The engine choice set to `name` (the default one where it is not offered), what that engine makes, and the
         widgets that depend on it (mask guidance is MVideo's, set to `mask_guidance` where given; VACE takes the start
-        image as a reference image)."""
+        image as a reference image; the image is set to `picture` where given, a path or None)."""
         offered = {c.name: c for c in ctx.engines.offered()}
         if not offered:
             return {self.engine: gr.Radio(visible=False), self.engine_note: ""}
@@ -75,12 +81,14 @@ class GenerateTab:
         note = f"**{choice.label}**: {choice.describe()}."
         if name and name not in offered and restoring:
             note += f" This project last generated with {name}, which is not loaded in this studio now."
-        picture = "Reference image (optional: the look of the subject or scene)" if _takes_reference(choice) else None
+        label = "Reference image (optional: the look of the subject or scene)" if _takes_reference(choice) else None
         return {
             self.engine: gr.Radio(value=choice.name),
             self.engine_note: note,
             self.mask_guidance: _mask_guidance_view(choice, mask_guidance),
-            self.start_image: gr.Image(label=picture or "Start image (optional)"),
+            self.start_image: gr.Image(label=label or "Start image (optional)")
+            if picture is KEEP
+            else gr.Image(label=label or "Start image (optional)", value=picture),
         }
 
     def view(self, ctx: StudioContext, session: Session, jobs: JobRunner) -> Updates:
@@ -94,16 +102,23 @@ class GenerateTab:
                 meta = {}
         saved = meta.get("generation") or {}
         updates: Updates = {}
-        if saved:
+        if "seconds" in saved:
             session.length_chosen = True
             for component, name in zip(self.settings_outputs(), step.SETTING_NAMES, strict=True):
                 if name in saved:
                     updates[component] = saved[name]
         engine = saved.get("engine")
-        updates.update(self.engine_view(ctx, engine, restoring=True, mask_guidance=saved.get("mask_guidance")))
+        picture = step.saved_start_image(session.project, saved)  # None: another project's must not linger
+        updates.update(
+            self.engine_view(
+                ctx, engine, restoring=True, mask_guidance=saved.get("mask_guidance"), picture=picture and str(picture)
+            )
+        )
         offered = engine in {c.name for c in ctx.engines.offered()}
         updates.update(
-            self.length_view(ctx, session, saved.get("seconds"), saved.get("mask_policy"), engine if offered else None)
+            self.length_view(
+                ctx, session, saved.get("seconds"), saved.get("mask_policy") or "hold", engine if offered else None
+            )
         )
         last = meta.get("last_generation") or {}
         job = jobs.job(session.project.project_id) if session.project is not None else None
@@ -137,31 +152,37 @@ class GenerateTab:
         engine: str | None = None,
     ) -> Updates:
         """The length slider in whole clips of `engine` (None: the default one), defaulting to the motion's length,
-        and the choice for the time after the motion ends (shown only when the length and the motion differ)."""
-        try:
-            clip = ctx.engines.choice(engine).spec.clip_seconds
-        except KeyError:
-            engine, clip = None, ctx.engines.choice().spec.clip_seconds
-        try:
-            masks = step.condition_masks(ctx.engines, session)
-        except StudioError:  # an edit that does not render: Generate will say so
-            masks = None
-        if masks is None:
-            note = "No masks yet: the video follows the text only."
-            length = None
-        else:
-            length = step.motion_length(ctx.engines, masks, engine)
-            note = f"The motion lasts {length.seconds:.1f} s: {plural(length.clips, 'clip')} of {clip:g} s hold it"
-            note += "." if length.fits else "; after it ends:"
+        and the choice for the time after the motion ends (shown only when the video outlasts the motion)."""
+        length, clip = motion(ctx, session, engine)
         if seconds is None and length is not None and not session.length_chosen:
             seconds = length.default_seconds
         top = max(MAX_CLIPS_OFFERED, length.clips if length is not None else 0) * clip
         slider = gr.Slider(clip, top, step=clip, value=seconds) if seconds else gr.Slider(clip, top, step=clip)
-        return {
-            self.seconds: slider,
-            self.length_note: note,
-            self.mask_policy: gr.Radio(visible=length is not None and not length.fits, value=policy or "hold"),
-        }
+        return {self.seconds: slider, **self.length_note_view(length, clip, seconds, policy)}
+
+    def length_note_view(
+        self, length: step.MotionLength | None, clip: float, seconds: float | None, policy: str | None = None
+    ) -> Updates:
+        """What the length does with the motion, and the choice for the time after the motion ends, shown whenever
+        the video (`seconds`; None: as long as its whole clips) outlasts the motion."""
+        if length is None:
+            return {
+                self.length_note: "No masks yet: the video follows the text only.",
+                self.mask_policy: gr.Radio(visible=False),
+            }
+        note = f"The motion lasts {length.seconds:.1f} s: {plural(length.clips, 'clip')} of {clip:g} s hold it"
+        video = float(seconds) if seconds else length.default_seconds
+        outlasts = video > length.seconds + 1e-6
+        if outlasts and video > length.default_seconds:
+            note += f"; the video is {video:g} s, so after the motion ends:"
+        elif outlasts:
+            note += "; after it ends:"
+        elif video < length.seconds - 1e-6:
+            note += f"; the video ({video:g} s) ends before the motion does."
+        else:
+            note += "."
+        radio = gr.Radio(visible=outlasts, value=policy) if policy else gr.Radio(visible=outlasts)
+        return {self.length_note: note, self.mask_policy: radio}
 
     def shown(self, update: GenerationUpdate, clips_before: int = -1) -> Updates:
         """One update of a running generation; the gallery is resent only when a clip was added."""
@@ -171,6 +192,20 @@ class GenerateTab:
         files = [f for f in (update.final, update.record) if f]
         out[self.files] = files or gr.skip()
         return out
+
+
+def motion(ctx: StudioContext, session: Session, engine: str | None) -> tuple[step.MotionLength | None, float]:
+    """The session's motion against `engine`'s clips (None, or not loaded: the default one; no masks: None), and
+    that engine's clip length in seconds."""
+    try:
+        clip = ctx.engines.choice(engine).spec.clip_seconds
+    except KeyError:
+        engine, clip = None, ctx.engines.choice().spec.clip_seconds
+    try:
+        masks = step.condition_masks(ctx.engines, session)
+    except StudioError:  # an edit that does not render: Generate will say so
+        masks = None
+    return (None if masks is None else step.motion_length(ctx.engines, masks, engine)), clip
 
 
 def build_generate_tab(ctx: StudioContext) -> GenerateTab:
@@ -229,6 +264,7 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
                 else "Start image (optional)",
                 type="numpy",
                 sources=["upload"],
+                height=240,  # a small picture is shown whole, not squeezed under its label
                 elem_id="gen-start-image",
             )
             with gr.Row():
@@ -309,31 +345,66 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
 
     tab.stop.click(stop, None, [tab.progress], queue=False)
 
-    def chosen(request: gr.Request) -> None:
-        ctx.session(request).length_chosen = True
+    # Every field is kept in the project as it is set (a reload or a reopen shows it before any Generate). `change`,
+    # not `input`: a Textbox sends `input` only for keys typed (not for a paste or an autofill); a reopen setting the
+    # widgets changes nothing on disk (save_draft writes only what differs).
+    def keep(name: str):
+        @user_errors
+        def save(value: Any, request: gr.Request) -> None:
+            step.save_draft(ctx.session(request), **{name: value})
 
-    tab.seconds.input(chosen, None, None, queue=False)
+        return save
+
+    fields = {tab.prompt: "prompt", tab.negative: "negative_prompt", tab.steps: "steps", tab.guidance: "guidance"}
+    fields.update({tab.mask_guidance: "mask_guidance", tab.seed: "seed", tab.mask_policy: "mask_policy"})
+    for component, name in fields.items():
+        component.change(keep(name), [component], None, trigger_mode="always_last", show_progress="hidden")
 
     @user_errors
-    def on_engine(name: str, request: gr.Request) -> Updates:
+    def on_seconds(seconds: float, policy: str, engine: str | None, request: gr.Request) -> Updates:
+        """The length chosen by hand: kept, and what it does with the motion (the choice after it ends, if any)."""
+        session = ctx.session(request)
+        session.length_chosen = True
+        step.save_draft(session, seconds=seconds)
+        return tab.length_note_view(*motion(ctx, session, engine or None), seconds, policy)
+
+    length_notes = [tab.length_note, tab.mask_policy]
+    tab.seconds.input(on_seconds, [tab.seconds, tab.mask_policy, tab.engine], length_notes, show_progress="hidden")
+
+    @user_errors
+    def keep_picture(image: Any, request: gr.Request) -> None:
+        step.keep_start_image(ctx.session(request), image)
+
+    @user_errors
+    def drop_picture(request: gr.Request) -> None:
+        step.keep_start_image(ctx.session(request), None)
+
+    tab.start_image.upload(keep_picture, [tab.start_image], None, show_progress="hidden")
+    tab.start_image.clear(drop_picture, None, None, show_progress="hidden")
+
+    @user_errors
+    def on_engine(name: str, seconds: float, policy: str, request: gr.Request) -> Updates:
         """Another engine chosen: its defaults, its clip length and the widgets only it has."""
         choice = step.chosen_engine(engines, name)
         session = ctx.session(request)
+        step.save_draft(session, engine=name, steps=choice.default_steps, guidance=choice.default_guidance)
         return {
             **tab.engine_view(ctx, name),
             tab.steps: choice.default_steps,
             tab.guidance: choice.default_guidance,
-            **tab.length_view(ctx, session, None, None, name),
+            **tab.length_view(ctx, session, seconds if session.length_chosen else None, policy, name),
         }
 
+    length_inputs = [tab.seconds, tab.mask_policy]
     engine_outputs = [*tab.engine_outputs(), tab.steps, tab.guidance, *tab.length_outputs()]
-    tab.engine.input(on_engine, [tab.engine], engine_outputs, show_progress="hidden")
+    tab.engine.input(on_engine, [tab.engine, *length_inputs], engine_outputs, show_progress="hidden")
 
     @user_errors
-    def on_select(engine: str | None, request: gr.Request) -> Updates:
-        return tab.length_view(ctx, ctx.session(request), engine=engine or None)
+    def on_select(engine: str | None, seconds: float, policy: str, request: gr.Request) -> Updates:
+        session = ctx.session(request)
+        return tab.length_view(ctx, session, seconds if session.length_chosen else None, policy, engine or None)
 
-    tab_selected(on_select, [tab.engine], tab.length_outputs(), show_progress="hidden")
+    tab_selected(on_select, [tab.engine, *length_inputs], tab.length_outputs(), show_progress="hidden")
 
 
 def attach(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner):
