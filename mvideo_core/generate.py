@@ -28,6 +28,7 @@ from mvideo_core.engines import DEFAULT_ENGINE, ENGINES, EngineError, get_engine
 from mvideo_core.long_video import FPS, ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet, load_masks
 from mvideo_core.settings import GenerationSettings, SettingsError
+from mvideo_core.video_io import read_image
 from mvideo_core.weights import WeightsError
 
 MASK_FILE_SUFFIXES = (".zip", ".npz", ".mp4", ".json")
@@ -198,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             masks, masks_from = render_recipe_arg(args.recipe, args.source, args.mask_fps)
         start_image = None
         if args.start_image is not None:
-            from PIL import Image
-
-            start_image = np.asarray(Image.open(args.start_image).convert("RGB"))
+            start_image = read_image(args.start_image, budget_from_args(args))
         settings = settings_from_args(args, start_image)
         if args.tiny_random is not None:
             engine = engine_class.load_tiny_random(args.tiny_random or None)

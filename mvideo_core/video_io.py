@@ -412,6 +412,41 @@ def _rotation_of(frame: av.VideoFrame) -> int:
     return int(round((rotation or 0) / 90.0)) * 90 % 360
 
 
+def read_image(path: str | Path, budget: Budget | None = None) -> np.ndarray:
+    """A picture file (PNG, JPEG, WebP, BMP, the first frame of a GIF) as uint8 RGB [H, W, 3]. The size its header
+    declares is checked against the budget before the pixels are decoded; an unreadable, empty or cut file is one
+    `VideoError` that names it and says what to do."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"no picture at {str(path)!r}; check the path")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path.name} is empty (0 bytes); choose a PNG or JPEG picture")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the budget below is the limit
+            with Image.open(path) as image:
+                width, height = image.size
+                resolve(budget).check(
+                    f"the picture {path.name}", frames=1, height=height, width=width, itemsize=4,
+                    hint="use a smaller picture", error=VideoError,
+                )  # fmt: skip
+                return np.asarray(image.convert("RGB"))
+    except VideoError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise VideoError(
+            f"the picture {path.name} declares too many pixels to decode ({err}); use a smaller picture"
+        ) from None
+    except UnidentifiedImageError:
+        raise VideoError(f"{path.name} is not a picture (PNG, JPEG, WebP, BMP or GIF); export it as PNG") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise VideoError(
+            f"the picture {path.name} could not be decoded ({err}); it may be cut short: export it again"
+        ) from None
+
+
 def probe_video(path: str | os.PathLike, budget: Budget | None = None) -> VideoInfo:
     """Size, fps, frame count, duration, rotation and codec of a video file; decodes only its first frame."""
     container, stream = _open(path, budget)

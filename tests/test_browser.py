@@ -558,7 +558,9 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     deadline = time.monotonic() + 30
     while not any(d.get("prompt") == "a fox and a box" for d in drafts()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert any(d.get("prompt") == "a fox and a box" and d.get("start_image") == "start_image.png" for d in drafts()), json.dumps(drafts()) + log.read_text()[-4000:]
+    assert any(d.get("prompt") == "a fox and a box" and d.get("start_image") == "start_image.png" for d in drafts()), (
+        drafts()
+    )
 
     # A reload reopens the project with VACE still chosen, its settings, its reference image and its clips.
     page.reload()

@@ -23,6 +23,7 @@ from mvideo_core.engines import DEFAULT_ENGINE
 from mvideo_core.long_video import ClipResult, generate_long_video
 from mvideo_core.masks import MaskSet
 from mvideo_core.settings import GenerationSettings, SettingsError
+from mvideo_core.video_io import VideoError, read_image
 
 
 @dataclass
@@ -149,8 +150,7 @@ def check_generation(
     mask_policy = mask_policy or "hold"
     if mask_policy not in MASK_POLICIES:
         raise StudioError(f"when the motion is shorter, choose one of {', '.join(MASK_POLICIES)}; got {mask_policy!r}")
-    if isinstance(start_image, np.ndarray) and start_image.ndim == 3 and start_image.shape[-1] == 4:
-        start_image = start_image[..., :3]  # RGBA upload: the picture without its alpha
+    start_image = read_picture(start_image)
     form = GenerationRequest(
         (prompt or "").strip(),
         (negative_prompt or "").strip(),
@@ -256,6 +256,20 @@ def save_draft(session: Session, **values: Any) -> None:
         session.project.update_meta(generation={**saved, **values})
 
 
+def read_picture(picture: str | Path | np.ndarray | None) -> np.ndarray | None:
+    """The form's start image as uint8 RGB [H, W, 3]: the page hands over the uploaded file (decoded here, its size
+    checked against the budget first), the API may hand an array (RGBA: its RGB)."""
+    if picture is None or (isinstance(picture, str) and not picture):
+        return None
+    if isinstance(picture, (str, Path)):
+        try:
+            return read_image(picture)
+        except VideoError as err:
+            raise StudioError(f"start image: {err}") from err
+    picture = np.asarray(picture)
+    return picture[..., :3] if picture.ndim == 3 and picture.shape[-1] == 4 else picture
+
+
 def save_start_image(project: Project, image: np.ndarray | None) -> str | None:
     """The form's start image written into the project as PNG, atomically (RGBA: its RGB); None removes it.
     Returns the file name to record, or None."""
@@ -263,9 +277,7 @@ def save_start_image(project: Project, image: np.ndarray | None) -> str | None:
     if image is None:
         path.unlink(missing_ok=True)
         return None
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = image[..., :3]
+    image = read_picture(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
         raise StudioError(f"the start image must be an RGB picture, got an array of shape {image.shape}")
     with atomic_path(path) as tmp:
@@ -273,7 +285,7 @@ def save_start_image(project: Project, image: np.ndarray | None) -> str | None:
     return START_IMAGE_FILE
 
 
-def keep_start_image(session: Session, image: np.ndarray | None) -> None:
+def keep_start_image(session: Session, image: str | Path | np.ndarray | None) -> None:
     """An uploaded (or cleared) start image kept in the project at once, and named in its Generate settings."""
     if session.project is not None:
         save_draft(session, start_image=save_start_image(session.project, image))

@@ -262,7 +262,8 @@ def build_generate_tab(ctx: StudioContext) -> GenerateTab:
                 label="Reference image (optional: the look of the subject or scene)"
                 if ready and _takes_reference(default)
                 else "Start image (optional)",
-                type="numpy",
+                type="filepath",  # decoded by the studio, its declared size checked against the budget first
+                image_mode=None,  # Gradio would decode it to convert it
                 sources=["upload"],
                 height=240,  # a small picture is shown whole, not squeezed under its label
                 elem_id="gen-start-image",
