@@ -205,11 +205,20 @@ def describe_op(op: Mapping[str, Any]) -> str:
     return op["op"]
 
 
+def plural_boxes(n: int) -> str:
+    """`1 box`, `2 boxes`."""
+    return f"{n} box" if n == 1 else f"{n} boxes"
+
+
 def summary(recipe: Mapping[str, Any]) -> str:
     """One line per layer: what the edit does, e.g. `- layer 1 (object 1): zoom/pan (2 keys), terrain uphill`."""
     lines = []
     for lay in recipe["layers"]:
         parts = [describe_op(op) for op in lay.get("ops", [])]
+        if lay.get("boxes"):  # drawn, not extracted
+            shape = lay.get("shape", "ellipse")
+            fill = f"the silhouette of {shape.get('source')}" if isinstance(shape, Mapping) else shape
+            parts.insert(0, f"{plural_boxes(len(lay['boxes']))} drawn as {fill}")
         parts += [op["op"] for op in lay.get("timeline", [])]
         if lay.get("start"):
             parts.append(f"starts at {lay['start']:g} s")

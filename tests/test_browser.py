@@ -335,6 +335,22 @@ def test_whole_flow_reload_restores_every_tab_and_users_stay_apart(server, brows
     paths = [op for r in saved for lay in r["layers"] for op in lay["ops"] if op["op"] == "path"]
     assert len(paths) == 1 and [pt["t"] for pt in paths[0]["points"]] == [0.0, 4.0]
 
+    # Draw a box at two times (two corners each) and add it as a layer: a third silhouette that moves between them.
+    page.locator("#draw-mode label", has_text="box corner").click()
+    _draw_point(page, 0, 0.55, 0.15)
+    _wait_text(page, "#draw-list", "First corner at")
+    _draw_point(page, 0, 0.7, 0.35)
+    _wait_text(page, "#draw-list", "Boxes: [")
+    _draw_point(page, 16, 0.75, 0.55)
+    _draw_point(page, 16, 0.95, 0.8)
+    _wait_text(page, "#draw-list", "at 2 s")
+    page.locator("#add-boxes").click()
+    _wait_text(page, "#edit-status", "layer 3 (boxes 1): 2 boxes drawn as ellipse")
+    _shot(page, "5c-boxes")
+    saved = [json.loads(p.read_text()) for p in projects.glob("*/recipe.json")]
+    boxes = [lay["boxes"] for r in saved for lay in r["layers"] if "boxes" in lay]
+    assert len(boxes) == 1 and [b["t"] for b in boxes[0]] == [0.0, 2.0]
+
     # 4. Generate: the length follows the 6 s motion (2 clips, 8 s) and asks what happens after it ends. The
     # shipped toy model makes two clips, one after the other, then the final video and generation.json.
     page.get_by_role("tab", name="4 · Generate").click()

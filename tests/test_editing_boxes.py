@@ -100,7 +100,10 @@ def test_add_box_layer_command_makes_a_renderable_layer_on_top():
     assert [k["t"] for k in new["layers"][1]["boxes"]] == [0.0, 0.5] and new["layers"][1]["z"] == 1
     out = render(new, {"d": dancer()})
     assert out.names == ["dancer", "car"] and out.masks[1].any(axis=(1, 2)).all()
-    assert "- layer 2 (car): as extracted" in commands.summary(new)
+    assert "- layer 2 (car): 2 boxes drawn as ellipse" in commands.summary(new)  # drawn, not "as extracted"
+    assert "- layer 1 (d): as extracted" in commands.summary(new)
+    silhouette = commands.add_box_layer(base, [{"t": 0.0, "box": [0, 0, 8, 8]}], "cut", {"source": "d", "frame": 0})
+    assert "- layer 2 (cut): 1 box drawn as the silhouette of d" in commands.summary(silhouette)
     with pytest.raises(RecipeError, match="draw at least one box"):
         commands.add_box_layer(base, [])
 
