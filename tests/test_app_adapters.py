@@ -163,6 +163,45 @@ def test_picked_candidate_box_becomes_a_named_object_covering_the_subject(engine
     assert (mask & truth).sum() / (mask | truth).sum() > 0.8
 
 
+def test_the_same_phrase_kept_on_another_frame_refines_its_object(engines, session):
+    """Detect "square" on frame 0, keep, propagate; Detect "square" again on frame 8 and keep: object 1 gets a box
+    on frame 8 (as the extract CLI does with one phrase on two frames), no second "square". A second box of the
+    phrase on that frame, and another phrase, are new objects; the notes say which is which."""
+    _add_box(engines, session)
+    masks_step.propagate(engines, session)
+    x = 20 + 3 * 8  # the square's left edge on frame 8
+    session.candidates = [
+        {"box": [x - 2, 28, x + 38, 72], "score": 0.9, "label": "square", "frame": 8},
+        {"box": [100, 5, 140, 25], "score": 0.6, "label": "square", "frame": 8},
+        {"box": [0, 80, 30, 95], "score": 0.5, "label": "stripe", "frame": 8},
+    ]
+    notes: list[str] = []
+    masks_step.add_candidates(engines, session, masks_step.candidate_choices(session), notes)
+    objects = session.tracker_state.objects
+    assert sorted(objects) == [1, 2, 3] and sorted(objects[1].prompts) == [0, 8]
+    assert objects[1].prompts[8].box is not None and sorted(objects[2].prompts) == [8]
+    assert [row[1] for row in masks_step.objects_table(session)] == ["square", "square", "stripe"]
+    assert notes == [
+        "The square box on frame 8 refines object 1 (square).",
+        "The square box on frame 8 starts object 2 (square).",
+        "The stripe box on frame 8 starts object 3 (stripe).",
+    ]
+    # on a frame the object already has a box: the box that covers its mask refines it again (no third square)
+    session.candidates = [{"box": [17, 27, 57, 71], "score": 0.9, "label": "square", "frame": 0}]
+    masks_step.add_candidates(engines, session, masks_step.candidate_choices(session), notes)
+    assert notes[-1] == "The square box on frame 0 refines object 1 (square)." and sorted(objects) == [1, 2, 3]
+    assert list(objects[1].prompts[0].box) == [17, 27, 57, 71]
+    # a subject lost on frame 12 (its mask there empty) and detected again: the box refines it, wherever it is
+    objects[1].masks[12] = np.zeros((H, W), bool)
+    session.candidates = [{"box": [0, 0, 30, 30], "score": 0.9, "label": "square", "frame": 12}]
+    masks_step.add_candidates(engines, session, masks_step.candidate_choices(session), notes)
+    assert notes[-1] == "The square box on frame 12 refines object 1 (square)." and 12 in objects[1].prompts
+    # the only "stripe", its box on frame 4 away from its mask: the phrase names it, the box corrects it
+    session.candidates = [{"box": [100, 60, 140, 90], "score": 0.9, "label": "stripe", "frame": 4}]
+    masks_step.add_candidates(engines, session, masks_step.candidate_choices(session), notes)
+    assert notes[-1] == "The stripe box on frame 4 refines object 3 (stripe)." and sorted(objects) == [1, 2, 3]
+
+
 def test_picking_no_candidate_or_a_stale_one_is_refused(engines, session):
     with pytest.raises(StudioError, match="tick at least one"):
         masks_step.add_candidates(engines, session, [])

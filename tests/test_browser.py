@@ -514,6 +514,17 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     _click_two_objects(page, truth)
     page.locator("#propagate").click()
     _wait_text(page, "#mask-status", "Propagated 2 objects over 33 frames")
+    # Detect the first object's name again on frame 16 and keep a box: it refines that object, no third one appears.
+    page.locator("#frame-slider input[type=number]").fill("16")
+    page.locator("#frame-slider input[type=number]").press("Enter")
+    page.locator("#track-text textarea").fill("object 1")
+    page.locator("#detect").click()
+    _wait_text(page, "#candidates", "1: object 1 (")
+    assert page.locator("#candidates input[type=checkbox]").first.is_checked()  # the best box comes picked
+    page.locator("#keep-boxes").click()
+    _wait_text(page, "#mask-status", "The object 1 box on frame 16 refines object 1 (object 1). Propagate to track")
+    assert "object 3" not in _text(page, "#objects")
+    _shot(page, "v-0-same-name-refines")
 
     # Both engines are offered, each saying what it is; MVideo (the toy) is the default.
     page.get_by_role("tab", name="4 · Generate").click()

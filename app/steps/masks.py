@@ -61,23 +61,70 @@ def draw_candidates(frame: np.ndarray, candidates: list[Candidate]) -> np.ndarra
     return out
 
 
-def add_candidates(engines: Engines, session: Session, chosen: list[str]) -> np.ndarray:
-    """Turn the picked candidate boxes into tracked objects on their frame; returns that frame's overlay."""
+def add_candidates(
+    engines: Engines, session: Session, chosen: list[str], notes: list[str] | None = None
+) -> np.ndarray:
+    """Turn the picked candidate boxes into tracked objects on their frame; returns that frame's overlay.
+
+    A box whose phrase names an object already prompted on other frames refines that object on this frame (as the
+    extract CLI does with one phrase on several frames), not a second object of the same name; `notes` receives a
+    line per kept box saying which."""
     tracker, state = require_tracker(engines, session)
     if not chosen:
         raise StudioError("tick at least one candidate box to keep")
-    idx = 0
+    picked = []
     for choice in chosen:
         try:
-            cand = session.candidates[int(str(choice).split(":")[0]) - 1]
+            picked.append(session.candidates[int(str(choice).split(":")[0]) - 1])
         except (ValueError, IndexError) as err:
             raise StudioError(f"candidate {choice!r} is no longer available; run Detect again") from err
-        obj_id = next_object_id(session)
+    idx, taken = 0, set()
+    for cand in picked:
         idx = cand["frame"]
+        obj_id = _object_to_refine(session, state, cand["label"], idx, cand["box"], taken)
+        refines = obj_id is not None
+        obj_id = next_object_id(session) if obj_id is None else obj_id
+        taken.add(obj_id)
         tracker.add_prompt(state, obj_id, idx, box=cand["box"], name=cand["label"])
         session.object_names[obj_id] = cand["label"]
+        if notes is not None:
+            what = "refines object" if refines else "starts object"
+            notes.append(f"The {cand['label']} box on frame {idx} {what} {obj_id} ({cand['label']}).")
     save_objects(session)
     return preview_frame(engines, session, idx)
+
+
+def _object_to_refine(
+    session: Session, state: TrackerSession, label: str, frame: int, box: list[float], taken: set[int]
+) -> int | None:
+    """The object a kept box of phrase `label` on `frame` refines (None: a new object), among those of that name not
+    already given a box from this pick: the one whose mask on that frame lies mostly inside the box; else the only
+    one of that name (the phrase names it: the box corrects where its mask went); else the first with no mask there
+    (lost, or not tracked yet) and no prompt on that frame (a re-detection of a lost subject)."""
+    same = [
+        (obj_id, obj)
+        for obj_id, obj in sorted(state.objects.items())
+        if obj_id not in taken and session.object_names.get(obj_id, obj.name) == label
+    ]
+    masks = {obj_id: obj.masks[frame] for obj_id, obj in same if obj.done[frame]}
+    overlap = {obj_id: _box_overlap(box, mask) for obj_id, mask in masks.items()}
+    if overlap and max(overlap.values()) >= 0.5:
+        return max(overlap, key=overlap.__getitem__)
+    if len(same) == 1:
+        return same[0][0]
+    for obj_id, obj in same:
+        if frame not in obj.prompts and (obj_id not in masks or not masks[obj_id].any()):
+            return obj_id
+    return None
+
+
+def _box_overlap(box: list[float], mask: np.ndarray) -> float:
+    """The share of `mask` inside `box` [x0, y0, x1, y1] (0 for an empty mask)."""
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    return float(mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)].sum()) / area
 
 
 def next_object_id(session: Session) -> int:

@@ -105,7 +105,7 @@ def build_masks_tab(ctx: StudioContext) -> MasksTab:
                 )
                 detect = gr.Button("Detect", scale=1, interactive=detector, elem_id="detect")
             candidates = gr.CheckboxGroup([], label="Candidate boxes: pick which to keep", elem_id="candidates")
-            keep = gr.Button("Keep picked boxes")
+            keep = gr.Button("Keep picked boxes", elem_id="keep-boxes")
             with gr.Row():
                 click_kind = gr.Radio(["+ include", "− exclude"], value="+ include", label="Click adds")
                 click_obj = gr.Dropdown(
@@ -200,15 +200,17 @@ def wire_masks_tab(ctx: StudioContext, tab: MasksTab) -> None:
     @user_errors
     def on_keep(chosen, request: gr.Request) -> Updates:
         session = ctx.session(request)
-        img = step.add_candidates(engines, session, chosen)
+        notes: list[str] = []
+        img = step.add_candidates(engines, session, chosen, notes)
         return {
             tab.frame_img: img,
             tab.objects: step.objects_table(session),
             tab.click_obj: gr.Dropdown(step.object_choices(session)),
             tab.candidates: gr.CheckboxGroup([], value=[]),
+            tab.status: " ".join(notes) + " Propagate to track the change.",
         }
 
-    tab.keep.click(gpu_function()(on_keep), [tab.candidates], [*refined, tab.candidates])
+    tab.keep.click(gpu_function()(on_keep), [tab.candidates], [*refined, tab.candidates, tab.status])
 
     @user_errors
     def on_propagate(idx, request: gr.Request, progress=gr.Progress()) -> Updates:
