@@ -96,6 +96,11 @@ class EngineChoice:
         return self.spec.default_size
 
     @property
+    def short_name(self) -> str:
+        """The label's name part, e.g. 'MVideo', 'VACE (Wan2.1)'."""
+        return self.label.split(":")[0]
+
+    @property
     def takes_mask_guidance(self) -> bool:
         return bool(getattr(self.generator, "takes_mask_guidance", self.name == "mvideo"))
 

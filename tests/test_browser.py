@@ -510,6 +510,10 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     context, page = _open(browser, url)
     _upload(page, video_path)
     _wait_text(page, "#video-info", "Used:")
+    info = _text(page, "#video-info")  # what each engine makes of this 4 s motion
+    assert "MVideo makes 96x64 at 8 fps in 4 s clips (33 frames, 1 shared with the clip before): this motion covers 1 clip" in info  # fmt: skip
+    assert "VACE (Wan2.1) makes 96x64 at 16 fps in 4 s clips (81 frames, 17 shared" in info
+    _shot(page, "v-00-video-info")
     page.get_by_role("tab", name="2 · Masks").click()
     _click_two_objects(page, truth)
     page.locator("#propagate").click()

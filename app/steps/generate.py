@@ -113,7 +113,7 @@ def generation_explanation(engines: Engines, engine: str | None = None) -> str:
     """Why Generate cannot run here with `engine` (None: with any engine), with the flags that fix it."""
     if engine not in (None, DEFAULT_ENGINE) and engine in engines.choices:
         choice = engines.choices[engine]
-        return f"{_short_name(choice)} is unavailable: {choice.status}."
+        return f"{choice.short_name} is unavailable: {choice.status}."
     mvideo = engines.choices.get(DEFAULT_ENGINE)
     text = (
         f"{'Generation' if engine is None else 'MVideo'} is unavailable: "
@@ -123,12 +123,8 @@ def generation_explanation(engines: Engines, engine: str | None = None) -> str:
         "--tiny-random (tiny random-weight models on CPU, noise output)."
     )
     if engine is None:  # nothing is offered: what each other engine lacks too
-        text += "".join(f" {_short_name(c)}: {c.status}." for c in engines.choices.values() if c is not mvideo)
+        text += "".join(f" {c.short_name}: {c.status}." for c in engines.choices.values() if c is not mvideo)
     return text
-
-
-def _short_name(choice: EngineChoice) -> str:
-    return choice.label.split(":")[0]
 
 
 def check_generation(

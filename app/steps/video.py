@@ -168,13 +168,25 @@ def video_markdown(
     """What the source holds and what the studio uses of it: frames, size, fps, and the clips it covers."""
     s = engines.settings
     t, h, w = frames.shape[:3]
-    clip_frames = int(round(s.clip_seconds * s.model_fps)) + 1
-    clips = max(1, math.ceil((t - 1) / fps / s.clip_seconds - 1e-6))  # clips share their boundary frame
+    seconds = (t - 1) / fps
+
+    def covers(clip_seconds: float) -> str:  # clips share their boundary frame
+        return plural(max(1, math.ceil(seconds / clip_seconds - 1e-6)), "clip")
+
+    offered = engines.offered()
+    if offered:  # each engine that can generate here, with its own clip shape
+        models = "; ".join(
+            f"{c.short_name} {c.describe()}: this motion covers {covers(c.spec.clip_seconds)}" for c in offered
+        )
+    else:
+        clip_frames = int(round(s.clip_seconds * s.model_fps)) + 1
+        models = (
+            f"the model generates {s.model_size[1]}x{s.model_size[0]} at {s.model_fps:g} fps in {s.clip_seconds:g} "
+            f"s clips ({clip_frames} frames): this motion covers {covers(s.clip_seconds)}"
+        )
     trim = f"{start:g} s to {end:g} s" if end else (f"{start:g} s to the end" if start else "whole video")
     return (
         f"**Source:** {info.width}x{info.height}, {info.fps:.3g} fps, {info.duration:.2f} s, "
         f"{info.num_frames} frames ({info.codec}/{info.container})\n\n"
-        f"**Used:** {trim} -> {t} frames at {fps:g} fps, {w}x{h} (centre crop) for masks; "
-        f"the model generates {s.model_size[1]}x{s.model_size[0]} at {s.model_fps:g} fps in {s.clip_seconds:g} s "
-        f"clips ({clip_frames} frames): this motion covers {plural(clips, 'clip')}"
+        f"**Used:** {trim} -> {t} frames at {fps:g} fps, {w}x{h} (centre crop) for masks; {models}"
     )
