@@ -593,7 +593,9 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
         drafts()
     )
 
-    # A reload reopens the project with VACE still chosen, its settings, its reference image and its clips.
+    # A reload reopens the project with VACE still chosen, its settings, its reference image and its clips, and
+    # writes nothing (the page setting the widgets back is not an edit).
+    records = {p: p.read_bytes() for p in projects.glob("*/project.json")}
     page.reload()
     page.get_by_role("tab", name="4 · Generate").click()
     _wait_text(page, "#gen-progress", "Done: 2 clips")
@@ -605,6 +607,8 @@ def test_vace_chosen_on_the_generate_tab_streams_its_clips_and_stays_chosen_afte
     assert page.locator("#gen-prompt textarea").input_value() == "a fox and a box"
     page.wait_for_function("document.querySelector('#gen-start-image img') !== null", timeout=60_000)
     assert page.locator("#gen-mask-policy").is_visible()  # 8 s of a 4 s motion: the choice is still shown
+    time.sleep(1)  # any write the restored widgets would cause has happened by now
+    assert {p: p.read_bytes() for p in projects.glob("*/project.json")} == records
     _no_error_badge(page)
     _shot(page, "v-4-vace-reopened")
     context.close()

@@ -346,9 +346,10 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
 
     tab.stop.click(stop, None, [tab.progress], queue=False)
 
-    # Every field is kept in the project as it is set (a reload or a reopen shows it before any Generate). `change`,
-    # not `input`: a Textbox sends `input` only for keys typed (not for a paste or an autofill); a reopen setting the
-    # widgets changes nothing on disk (save_draft writes only what differs).
+    # Every field is kept in the project as it is set (a reload or a reopen shows it before any Generate). Textboxes
+    # on `change` (their `input` is sent only for keys typed, not for a paste or an autofill; a reopen setting them to
+    # what is saved writes nothing: save_draft writes only what differs), the other widgets on `input` (the person's
+    # own changes, not the page setting defaults).
     def keep(name: str):
         @user_errors
         def save(value: Any, request: gr.Request) -> None:
@@ -356,10 +357,11 @@ def wire_generate_tab(ctx: StudioContext, tab: GenerateTab, jobs: JobRunner, tab
 
         return save
 
-    fields = {tab.prompt: "prompt", tab.negative: "negative_prompt", tab.steps: "steps", tab.guidance: "guidance"}
-    fields.update({tab.mask_guidance: "mask_guidance", tab.seed: "seed", tab.mask_policy: "mask_policy"})
-    for component, name in fields.items():
+    for component, name in ((tab.prompt, "prompt"), (tab.negative, "negative_prompt")):
         component.change(keep(name), [component], None, trigger_mode="always_last", show_progress="hidden")
+    fields = {tab.steps: "steps", tab.guidance: "guidance", tab.mask_guidance: "mask_guidance", tab.seed: "seed"}
+    for component, name in {**fields, tab.mask_policy: "mask_policy"}.items():
+        component.input(keep(name), [component], None, trigger_mode="always_last", show_progress="hidden")
 
     @user_errors
     def on_seconds(seconds: float, policy: str, engine: str | None, request: gr.Request) -> Updates:
