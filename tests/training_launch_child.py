@@ -12,14 +12,24 @@ import torch
 
 
 def main(config: str, out: str, overrides: list[str]) -> None:
-    from diffusers import CogVideoXTransformer3DModel
-
     from mvideo_core.training.config import TrainConfig
-    from mvideo_core.training.dataset import collate_samples
     from mvideo_core.training.trainer import MVideoTrainer
 
     trainer = MVideoTrainer(TrainConfig.from_file(config, overrides))
-    result = trainer.train(progress=False)
+    result = trainer.train(progress=False, end=False)  # the checks below run the sharded model: keep its group
+    try:
+        check(trainer, result, out)
+    finally:  # every process, together: a process leaving with its group alive aborted its peer (SIGABRT)
+        trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.end_training()
+
+
+def check(trainer, result, out: str) -> None:
+    """The teacher and student passes under the launch's sharding; process 0 compares them with the frozen base."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from mvideo_core.training.dataset import collate_samples
+
     params = [p for p in trainer.model.parameters()]
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params)
     batch = collate_samples([trainer.dataset[i] for i in range(2)])

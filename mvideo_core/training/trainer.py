@@ -335,9 +335,10 @@ class MVideoTrainer:
         )
 
     # -- 4. the loop ----------------------------------------------------------------------------------------------
-    def train(self, progress: bool = True) -> TrainResult:
+    def train(self, progress: bool = True, end: bool = True) -> TrainResult:
         """Run to `max_train_steps` (continuing a resumed run), checkpoint every N steps, export the weights;
-        `progress` False hides the step bar (scripts and logs)."""
+        `progress` False hides the step bar (scripts and logs). `end` False keeps the process group (and so a
+        sharded model's forward) alive for the caller, who calls `accelerator.end_training()` on every process."""
         self.setup()
         cfg, acc = self.config, self.accelerator
         num_batches = len(self.dataloader)
@@ -398,7 +399,8 @@ class MVideoTrainer:
         bar.close()
         acc.wait_for_everyone()
         weights = self.export()
-        acc.end_training()
+        if end:
+            acc.end_training()
         return TrainResult(weights, self.history)
 
     # -- 5. export ------------------------------------------------------------------------------------------------
