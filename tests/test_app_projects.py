@@ -207,6 +207,20 @@ def test_the_generate_form_is_kept_as_it_is_set_and_its_start_image_comes_back(e
     assert fresh.project.meta()["generation"]["prompt"] == "a fox"  # a refused picture loses nothing
 
 
+def test_fields_set_at_the_same_time_are_all_kept(session):
+    """Each widget saves on its own event, and events run in parallel: no field's write drops another's."""
+    names = ["prompt", "negative_prompt", "steps", "guidance", "seed", "mask_guidance"]
+    threads = [
+        threading.Thread(target=lambda n=n: [generate_step.save_draft(session, **{n: f"{n}-{i}"}) for i in range(20)])
+        for n in names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert session.project.meta()["generation"] == {n: f"{n}-19" for n in names}
+
+
 def test_a_session_without_a_project_keeps_no_draft(engines):
     empty = SessionStore().get("nobody")
     generate_step.save_draft(empty, prompt="a fox")

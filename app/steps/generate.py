@@ -154,7 +154,7 @@ def check_generation(
         _widget_number(steps, choice.default_steps),
         _widget_number(guidance, choice.default_guidance, real=True),
         _widget_number(seed, 0),
-        None if start_image is None else np.asarray(start_image),
+        start_image,
         _widget_number(mask_guidance, 1.0, real=True),
         mask_policy,
         choice.name,
@@ -244,12 +244,14 @@ def save_draft(session: Session, **values: Any) -> None:
     unknown = set(values) - set(DRAFT_NAMES)
     if unknown:
         raise ValueError(f"not a Generate-form field: {', '.join(sorted(unknown))}")
-    if session.project is None:
+    project = session.project
+    if project is None:
         return
-    saved = session.project.meta().get("generation")
-    saved = saved if isinstance(saved, dict) else {}
-    if any(name not in saved or saved[name] != value for name, value in values.items()):  # a restore writes nothing
-        session.project.update_meta(generation={**saved, **values})
+    with project.lock:  # read, compare and write as one step: two fields set at once both stay
+        saved = project.meta().get("generation")
+        saved = saved if isinstance(saved, dict) else {}
+        if any(name not in saved or saved[name] != value for name, value in values.items()):  # a restore: no write
+            project.update_meta(generation={**saved, **values})
 
 
 def read_picture(picture: str | Path | np.ndarray | None) -> np.ndarray | None:
