@@ -205,7 +205,7 @@ def describe_op(op: Mapping[str, Any]) -> str:
     return op["op"]
 
 
-def plural_boxes(n: int) -> str:
+def _boxes_count(n: int) -> str:
     """`1 box`, `2 boxes`."""
     return f"{n} box" if n == 1 else f"{n} boxes"
 
@@ -218,7 +218,7 @@ def summary(recipe: Mapping[str, Any]) -> str:
         if lay.get("boxes"):  # drawn, not extracted
             shape = lay.get("shape", "ellipse")
             fill = f"the silhouette of {shape.get('source')}" if isinstance(shape, Mapping) else shape
-            parts.insert(0, f"{plural_boxes(len(lay['boxes']))} drawn as {fill}")
+            parts.insert(0, f"{_boxes_count(len(lay['boxes']))} drawn as {fill}")
         parts += [op["op"] for op in lay.get("timeline", [])]
         if lay.get("start"):
             parts.append(f"starts at {lay['start']:g} s")
